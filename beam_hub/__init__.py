@@ -1,0 +1,50 @@
+"""beam-hub: TF Hub-style modules for batch data processing.
+
+Importing this package does not import TensorFlow or Apache Beam: ``load`` and ``HubModule`` are
+imported on first use, so ``beam_hub.resolve`` and the cache commands start fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from beam_hub import errors
+from beam_hub.archive import pack
+from beam_hub.cache import LocalCache
+from beam_hub.handles import Handle, parse_handle
+from beam_hub.resolvers import Resolver, register_resolver, registered_resolvers, resolve, unregister_resolver
+
+__version__ = "0.1.0"
+
+_LAZY = {"load": "beam_hub.module", "HubModule": "beam_hub.module", "SignatureSpec": "beam_hub.signatures"}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from beam_hub.module import HubModule, load
+    from beam_hub.signatures import SignatureSpec
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'beam_hub' has no attribute {name!r}")
+
+
+__all__ = [
+    "Handle",
+    "HubModule",
+    "LocalCache",
+    "Resolver",
+    "SignatureSpec",
+    "errors",
+    "load",
+    "pack",
+    "parse_handle",
+    "register_resolver",
+    "registered_resolvers",
+    "resolve",
+    "unregister_resolver",
+]

@@ -1,0 +1,178 @@
+"""The one place for tar rules: safe extraction of downloaded modules and reproducible packing."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import stat
+import tarfile
+import uuid
+import zlib
+from typing import Callable
+
+from beam_hub import settings
+from beam_hub.errors import IntegrityError, UnsafeArchiveError
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+MAX_MEMBERS = 1_000_000
+#: Files beam-hub keeps inside a cache entry that are not part of the module.
+PRIVATE_FILES = frozenset({".beam_hub_manifest.json"})
+
+
+def is_archive_name(path: str) -> bool:
+    return path.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def sniff(path: str, what: str) -> None:
+    """Raise IntegrityError unless ``path`` starts like a tar, gzip, bzip2 or xz file."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")):
+        raise IntegrityError(
+            f"{what} returned an HTML page, not a module archive. Check that the URL serves the "
+            "TF Hub protocol (?tf-hub-format=compressed gives a tar.gz), and that no login or "
+            "proxy page is in the way."
+        )
+    if not head:
+        raise IntegrityError(f"{what} returned an empty body, not a module archive.")
+    raise IntegrityError(
+        f"{what} is not a tar or tar.gz archive (starts with {head[:16]!r}). A module archive is "
+        "a tar.gz whose root is the SavedModel directory (`beam-hub pack DIR OUT.tar.gz` makes one)."
+    )
+
+
+def safe_extract(archive: str, dest: str, *, what: str, max_bytes: int | None = None) -> None:
+    """Extract ``archive`` into ``dest``, refusing anything that is not a plain file or directory.
+
+    Uses tarfile's ``data`` filter (no absolute paths, no ``..``, sane modes) and additionally
+    refuses every link and special file, more than MAX_MEMBERS members, and more than
+    ``max_bytes`` (default BEAM_HUB_MAX_EXTRACT_BYTES) of content. On error ``dest`` may hold a
+    partial tree: callers extract into a staging directory they delete on failure.
+    """
+    sniff(archive, what)
+    cap = settings.max_extract_bytes() if max_bytes is None else max_bytes
+    total = 0
+    count = 0
+
+    def _filter(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+        nonlocal total, count
+        count += 1
+        if count > MAX_MEMBERS:
+            raise UnsafeArchiveError(f"{what}: more than {MAX_MEMBERS} members; refusing to extract.")
+        if member.issym() or member.islnk():
+            raise UnsafeArchiveError(
+                f"{what}: member {member.name!r} is a link (to {member.linkname!r}); module "
+                "archives must hold plain files and directories only."
+            )
+        if not (member.isfile() or member.isdir()):
+            raise UnsafeArchiveError(
+                f"{what}: member {member.name!r} is a device, FIFO or other special file; refused."
+            )
+        try:
+            member = tarfile.data_filter(member, path)
+        except tarfile.FilterError as e:
+            raise UnsafeArchiveError(f"{what}: unsafe member {member.name!r}: {e}") from None
+        total += member.size
+        if total > cap:
+            raise UnsafeArchiveError(
+                f"{what} expands to more than {cap} bytes; refusing (a decompression bomb?). "
+                "Raise BEAM_HUB_MAX_EXTRACT_BYTES if the module really is that large."
+            )
+        return member
+
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            tar.extractall(dest, filter=_filter)
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise IntegrityError(f"{what} is truncated or corrupt ({type(e).__name__}: {e}).") from e
+
+
+def hoist_single_root(dest: str, is_module: Callable[[str], bool]) -> str:
+    """Return the module root inside ``dest``: ``dest`` itself, or its only subdirectory when the
+    archive wrapped the module in one top-level folder."""
+    if is_module(dest):
+        return dest
+    entries = [e for e in os.listdir(dest) if not e.startswith(".")]
+    if len(entries) == 1 and os.path.isdir(os.path.join(dest, entries[0])):
+        inner = os.path.join(dest, entries[0])
+        if is_module(inner):
+            return inner
+    return dest
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _members(src_dir: str) -> list[tuple[str, str]]:
+    """(archive name, absolute path) of every directory and file, sorted, private files skipped."""
+    out = []
+    for root, dirs, files in os.walk(src_dir):
+        dirs.sort()
+        rel_root = os.path.relpath(root, src_dir)
+        for name in sorted(dirs + files):
+            full = os.path.join(root, name)
+            rel = name if rel_root == "." else f"{rel_root}/{name}".replace(os.sep, "/")
+            if rel in PRIVATE_FILES:
+                continue
+            if os.path.islink(full):
+                raise UnsafeArchiveError(
+                    f"{full} is a symbolic link; a module archive holds plain files only. "
+                    "Copy the target into the module directory instead."
+                )
+            out.append((rel, full))
+    out.sort(key=lambda item: item[0])
+    return out
+
+
+def pack(src_dir: str, out_path: str, *, mtime: int | None = None, compresslevel: int = 6) -> str:
+    """Pack ``src_dir`` into a reproducible tar.gz at ``out_path`` and return its sha256.
+
+    Reproducible: members sorted by name, uid/gid 0 with empty owner names, modes normalised to
+    0644/0755, every mtime set to ``mtime`` (default $SOURCE_DATE_EPOCH or 0), and a gzip header
+    with mtime 0 and no file name. The same directory content always gives the same bytes.
+    The archive is written beside ``out_path`` and renamed into place, so a failed pack never
+    leaves a half-written file under the final name.
+    """
+    if not os.path.isdir(src_dir):
+        raise NotADirectoryError(f"{src_dir} is not a directory; `pack` takes a module directory.")
+    if mtime is None:
+        mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+    out_path = os.path.abspath(out_path)
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    tmp = f"{out_path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "wb") as raw, gzip.GzipFile(
+            filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel
+        ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name, full in _members(src_dir):
+                st = os.stat(full)
+                info = tarfile.TarInfo(name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = mtime
+                if stat.S_ISDIR(st.st_mode):
+                    info.type = tarfile.DIRTYPE
+                    info.mode = 0o755
+                    tar.addfile(info)
+                else:
+                    info.size = st.st_size
+                    info.mode = 0o755 if st.st_mode & 0o111 else 0o644
+                    with open(full, "rb") as f:
+                        tar.addfile(info, f)
+        os.replace(tmp, out_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return file_sha256(out_path)

@@ -1,0 +1,76 @@
+"""Typed errors. Every message says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class BeamHubError(Exception):
+    """Base class of every error beam-hub raises on purpose."""
+
+
+# --- handles and resolving -------------------------------------------------
+
+
+class UnsupportedHandleError(BeamHubError, ValueError):
+    """No registered resolver accepts the handle."""
+
+
+class ModuleNotFoundAtHandleError(BeamHubError, FileNotFoundError):
+    """The handle points at nothing (a missing path, an HTTP 404, an empty bucket prefix)."""
+
+
+class NotASavedModelError(BeamHubError, ValueError):
+    """The handle's content is not a SavedModel directory (no saved_model.pb)."""
+
+
+class DownloadError(BeamHubError, IOError):
+    """A download failed after its retries, or the server answered with a client error."""
+
+
+class IntegrityError(DownloadError):
+    """Downloaded bytes are not what was promised (truncated, wrong size, not an archive)."""
+
+
+class UnsafeArchiveError(BeamHubError, ValueError):
+    """An archive member would escape its directory, is a link or device, or is absurdly large."""
+
+
+class OfflineCacheMissError(BeamHubError, LookupError):
+    """Offline mode (BEAM_HUB_OFFLINE=1) and the handle is not in the cache."""
+
+
+class CacheError(BeamHubError, OSError):
+    """The cache directory cannot be used (permissions, not a directory, ...)."""
+
+
+# --- loading and applying --------------------------------------------------
+
+
+class ModuleLoadError(BeamHubError, RuntimeError):
+    """TensorFlow could not load the SavedModel."""
+
+
+class MissingCustomOpError(ModuleLoadError):
+    """The module uses ops from a package that is not imported (e.g. tensorflow_text)."""
+
+    def __init__(self, message: str, op: str, package: str | None) -> None:
+        super().__init__(message)
+        self.op = op
+        self.package = package
+
+
+class SignatureNotFoundError(BeamHubError, KeyError):
+    """The requested signature does not exist; the message lists the available ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InputError(BeamHubError, ValueError):
+    """Inputs do not match the signature (missing, unexpected, wrong dtype or shape)."""
+
+
+class OutputKeyError(BeamHubError, KeyError):
+    """The requested output key does not exist; the message lists the available keys."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,217 @@
+"""HubModule: a loaded module applied like a function, as in TF Hub's key concepts.
+
+    m = beam_hub.load("https://example.com/fruit/1")
+    y = m(x)                                              # the "default" signature, "default" output
+    out = m({"apples": x1, "oranges": x2}, signature="fruit_to_pet", as_dict=True)
+    cats = out["cats"]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from beam_hub.errors import InputError, MissingCustomOpError, ModuleLoadError, SignatureNotFoundError
+from beam_hub.resolvers import resolve
+from beam_hub.savedmodel import is_tf1_hub_module
+from beam_hub.signatures import SignatureSpec, bind_inputs, select_outputs, spec_of_call, spec_of_signature
+
+CALL = "__call__"
+DEFAULT_ALIASES = (None, "default")
+
+# Ops that live outside core TensorFlow, by name prefix, and the package that registers them.
+_CUSTOM_OP_PACKAGES = (
+    ("Addons>", "tensorflow_addons"),
+    ("TFText>", "tensorflow_text"),
+    ("SimpleML", "tensorflow_decision_forests"),
+    ("Sentencepiece", "tensorflow_text"),
+    ("CaseFoldUTF8", "tensorflow_text"),
+    ("NormalizeUTF8", "tensorflow_text"),
+    ("RegexSplitWithOffsets", "tensorflow_text"),
+    ("WordpieceTokenizeWithOffsets", "tensorflow_text"),
+    ("FastWordpiece", "tensorflow_text"),
+    ("FastBert", "tensorflow_text"),
+    ("WhitespaceTokenize", "tensorflow_text"),
+    ("UnicodeScriptTokenize", "tensorflow_text"),
+    ("SplitMergeTokenize", "tensorflow_text"),
+    ("ConstrainedSequence", "tensorflow_text"),
+    ("MaxSpanningTree", "tensorflow_text"),
+    ("RougeL", "tensorflow_text"),
+    ("SentenceFragments", "tensorflow_text"),
+    ("TFSentencepiece", "tf_sentencepiece"),
+)
+_OP_NOT_REGISTERED = re.compile(r"Op type not registered '([^']+)'")
+
+
+def _custom_op_error(exc: Exception, path: str) -> MissingCustomOpError | None:
+    match = _OP_NOT_REGISTERED.search(str(exc))
+    if not match:
+        return None
+    op = match.group(1)
+    package = next((pkg for prefix, pkg in _CUSTOM_OP_PACKAGES if op.startswith(prefix)), None)
+    todo = (
+        f"`pip install {package.replace('_', '-')}` and `import {package}` before loading it"
+        if package else "install and import the package that registers this op before loading it"
+    )
+    return MissingCustomOpError(f"The module at {path} uses the op {op!r}, which is not part of core TensorFlow: {todo}.", op, package)
+
+
+def load(handle: str | os.PathLike, *, tags: Any = None, cache_dir: str | os.PathLike | None = None) -> "HubModule":
+    """Resolve ``handle`` through the cache and load it as a :class:`HubModule`.
+
+    ``tags`` picks the graph variant; the default is the module's only one for TF2 SavedModels
+    and the empty tag set for the TF1 Hub format (``tfhub_module.pb``), as tensorflow_hub does.
+    """
+    path = resolve(handle, cache_dir=cache_dir)
+    tf1 = is_tf1_hub_module(path)
+    if tags is None and tf1:
+        tags = []
+    if isinstance(tags, str):
+        tags = [tags]
+    try:
+        obj = tf.saved_model.load(path, tags=None if tags is None else list(tags))
+    except Exception as e:  # noqa: BLE001 - TF raises many types; re-raised typed
+        custom = _custom_op_error(e, path)
+        if custom:
+            raise custom from e
+        raise ModuleLoadError(
+            f"TensorFlow could not load the module {os.fspath(handle)!r} from {path} "
+            f"(tags={tags!r}): {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        ) from e
+    return HubModule(obj, path=path, handle=os.fspath(handle), tags=tags, tf1=tf1)
+
+
+class HubModule:
+    """A loaded module: call it with a batch, pick a signature, get numpy outputs."""
+
+    def __init__(self, obj: Any, *, path: str, handle: str, tags: Any = None, tf1: bool = False) -> None:
+        self.saved_model = obj  #: the object tf.saved_model.load returned
+        self.path = path
+        self.handle = handle
+        self.tags = tags
+        self.is_tf1_format = tf1
+        self._functions: dict[str, Any] = dict(getattr(obj, "signatures", {}) or {})
+        self._specs: dict[str, SignatureSpec] = {k: spec_of_signature(k, f) for k, f in self._functions.items()}
+        self._call_takes_dict = False
+        call = getattr(obj, "__call__", None) if not tf1 else None
+        if call is not None and hasattr(call, "_list_all_concrete_functions_for_serialization"):
+            spec = spec_of_call(call)
+            if spec is not None:
+                self._specs[CALL] = spec
+                self._functions[CALL] = call
+                self._call_takes_dict = _call_takes_dict(call)
+
+    def __repr__(self) -> str:
+        return f"HubModule({self.handle!r}, signatures={sorted(self._specs)})"
+
+    # -- signatures ----------------------------------------------------------
+
+    @property
+    def signatures(self) -> dict[str, SignatureSpec]:
+        """Every way to apply the module, by name (``"__call__"`` for the object's call)."""
+        return dict(self._specs)
+
+    @property
+    def default_signature(self) -> str:
+        """"default" if present, else "serving_default", else "__call__"."""
+        for name in ("default", "serving_default", CALL):
+            if name in self._specs:
+                return name
+        raise SignatureNotFoundError(
+            f"Module {self.handle!r} has no default signature and no __call__; available: "
+            f"{sorted(self._specs) or 'none'}. Pass signature=<name>."
+        )
+
+    def signature(self, name: str | None = None) -> SignatureSpec:
+        """The spec of ``name`` (None or "default" for the module's default)."""
+        resolved = self.default_signature if name in DEFAULT_ALIASES and name not in self._specs else name
+        try:
+            return self._specs[resolved]
+        except KeyError:
+            raise SignatureNotFoundError(
+                f"Module {self.handle!r} has no signature {name!r}. Available signatures: "
+                + "; ".join(str(s) for s in self._specs.values())
+            ) from None
+
+    # -- applying ------------------------------------------------------------
+
+    def __call__(
+        self,
+        inputs: Any,
+        signature: str | None = None,
+        as_dict: bool = False,
+        output_key: str | None = None,
+        *,
+        training: bool | None = None,
+        numpy: bool = True,
+    ) -> Any:
+        """Apply the module to a batch.
+
+        ``inputs``: one value for a one-input signature, or a dict keyed by input name. Values may
+        be numpy arrays, lists, Python strings or tensors; they are converted to the spec's dtype.
+        Returns the "default" (or only) output, ``output_key``'s output, or every output as a
+        dict with ``as_dict=True``; numpy arrays unless ``numpy=False`` (tensors, for training).
+        ``training`` is passed to ``__call__`` (the Reusable SavedModel API); signatures take none.
+        """
+        spec = self.signature(signature)
+        fn = self._functions[spec.name]
+        bound = bind_inputs(inputs, spec)
+        if spec.name == CALL:
+            arg = bound if self._call_takes_dict else next(iter(bound.values()))
+            outputs = fn(arg, training=training) if training is not None else fn(arg)
+        else:
+            if training is not None:
+                raise InputError(
+                    f"Signature {spec.name!r} takes no training argument; use signature='__call__' "
+                    "(the Reusable SavedModel API) to apply the module in training mode."
+                )
+            outputs = fn(**bound)
+        selected = select_outputs(outputs, spec, as_dict=as_dict, output_key=output_key)
+        if not numpy:
+            return selected
+        if isinstance(selected, Mapping):
+            return {k: _to_numpy(v) for k, v in selected.items()}
+        return _to_numpy(selected)
+
+    # -- the Reusable SavedModel API -----------------------------------------
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        """The module's variables (the object's ``variables`` attribute, else all it tracks)."""
+        own = getattr(self.saved_model, "variables", None)
+        if own is not None:
+            return list(own)
+        return _tracked_variables(self.saved_model)
+
+    @property
+    def trainable_variables(self) -> list[tf.Variable]:
+        own = getattr(self.saved_model, "trainable_variables", None)
+        if own is not None:
+            return list(own)
+        return [v for v in self.variables if v.trainable]
+
+    @property
+    def regularization_losses(self) -> list[Any]:
+        """Callables returning scalar losses, to add to the loss when fine-tuning."""
+        return list(getattr(self.saved_model, "regularization_losses", []) or [])
+
+
+def _call_takes_dict(fn: Any) -> bool:
+    concrete = fn._list_all_concrete_functions_for_serialization()  # noqa: SLF001
+    return bool(concrete) and isinstance(concrete[0].structured_input_signature[0][0], Mapping)
+
+
+def _to_numpy(value: Any) -> Any:
+    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
+
+
+def _tracked_variables(obj: Any) -> list[tf.Variable]:
+    seen: dict[int, tf.Variable] = {}
+    for node in tf.train.TrackableView(obj).descendants():
+        if isinstance(node, tf.Variable) and id(node) not in seen:
+            seen[id(node)] = node
+    return list(seen.values())

@@ -1,0 +1,117 @@
+"""Tiny modules for tests, made with tf.Module and tf.saved_model.save (and Keras, and TF1)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+W = np.array([[1.0], [2.0], [3.0]], dtype=np.float32)
+
+
+def make_one_input(path: str) -> str:
+    """A one-input module: "default" signature x: float32[?,3] -> {"default": x @ W}; __call__ too."""
+    import tensorflow as tf
+
+    class Linear(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable(W, name="w")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+        def __call__(self, x):
+            return tf.matmul(x, self.w)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+        def serve(self, x):
+            return {"default": tf.matmul(x, self.w)}
+
+    m = Linear()
+    tf.saved_model.save(m, path, signatures={"default": m.serve})
+    return path
+
+
+def make_fruit(path: str) -> str:
+    """The key-concepts module: fruit_to_pet(apples, oranges) -> {cats, dogs}; a string signature;
+    a Reusable SavedModel __call__(x, training) with regularization losses."""
+    import tensorflow as tf
+
+    class Fruit(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cat_w = tf.Variable(np.eye(3, 2, dtype=np.float32), name="cat_w")
+            self.dog_w = tf.Variable(np.full((3, 1), 0.5, np.float32), name="dog_w")
+            self.scale = tf.Variable(10.0, trainable=False, name="scale")
+            self.regularization_losses = [
+                tf.function(lambda: 0.01 * tf.reduce_sum(tf.square(self.cat_w)), input_signature=[])
+            ]
+
+        @tf.function(input_signature=[
+            tf.TensorSpec([None, 3], tf.float32, name="apples"),
+            tf.TensorSpec([None, 3], tf.float32, name="oranges"),
+        ])
+        def fruit_to_pet(self, apples, oranges):
+            return {"cats": tf.matmul(apples, self.cat_w), "dogs": tf.matmul(oranges, self.dog_w) * self.scale}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="names")])
+        def name_length(self, names):
+            return {"default": tf.strings.length(names, unit="UTF8_CHAR")}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x"), tf.TensorSpec([], tf.bool)])
+        def __call__(self, x, training=False):
+            y = tf.matmul(x, self.cat_w)
+            return y * 2.0 if training else y
+
+    m = Fruit()
+    tf.saved_model.save(
+        m, path, signatures={"fruit_to_pet": m.fruit_to_pet, "name_length": m.name_length}
+    )
+    return path
+
+
+def make_keras(path: str) -> str:
+    """A Keras 3 model exported with model.export (signature "serving_default")."""
+    import keras
+
+    inp = keras.Input((3,), name="features")
+    out = keras.layers.Dense(2, name="logits", kernel_initializer="ones", bias_initializer="zeros")(inp)
+    model = keras.Model(inp, out)
+    model.export(path, verbose=False)
+    return path
+
+
+def make_tf1(path: str) -> str:
+    """The TF1 Hub format: a TF1 SavedModel with empty tags, a "default" signature and tfhub_module.pb."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        w = tf.compat.v1.get_variable("w", initializer=tf.constant(W))
+        y = tf.matmul(x, w)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            builder = tf.compat.v1.saved_model.Builder(path)
+            sig = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"default": y})
+            builder.add_meta_graph_and_variables(sess, tags=[], signature_def_map={"default": sig})
+            builder.save()
+    with open(os.path.join(path, "tfhub_module.pb"), "wb") as f:
+        f.write(b"\x08\x03")  # ModuleDef(format=FORMAT_V3)
+    return path
+
+
+def make_custom_op(path: str) -> str:
+    """A one-input module whose graph names an op from tensorflow_text (not registered here)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    make_one_input(path)
+    pb = os.path.join(path, "saved_model.pb")
+    sm = saved_model_pb2.SavedModel()
+    with open(pb, "rb") as f:
+        sm.ParseFromString(f.read())
+    for fn in sm.meta_graphs[0].graph_def.library.function:
+        for node in fn.node_def:
+            if node.op == "MatMul":
+                node.op = "CaseFoldUTF8"
+    with open(pb, "wb") as f:
+        f.write(sm.SerializeToString())
+    return path

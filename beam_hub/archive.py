@@ -65,6 +65,8 @@ def safe_extract(archive: str, dest: str, *, what: str, max_bytes: int | None = 
         count += 1
         if count > MAX_MEMBERS:
             raise UnsafeArchiveError(f"{what}: more than {MAX_MEMBERS} members; refusing to extract.")
+        if member.name.startswith(("/", os.sep)) or os.path.splitdrive(member.name)[0]:
+            raise UnsafeArchiveError(f"{what}: unsafe member {member.name!r}: absolute paths are refused.")
         if member.issym() or member.islnk():
             raise UnsafeArchiveError(
                 f"{what}: member {member.name!r} is a link (to {member.linkname!r}); module "

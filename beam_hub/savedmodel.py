@@ -36,7 +36,9 @@ def structural_problems(path: str) -> list[str]:
     if os.path.isdir(var_dir):
         names = set(os.listdir(var_dir))
         shards = [m for m in map(_SHARD.match, names) if m]
-        if names and "variables.index" not in names:
+        if not names:
+            problems.append("variables/ is empty")
+        elif "variables.index" not in names:
             problems.append("variables/variables.index is missing")
         if "variables.index" in names and not shards:
             problems.append("variables/variables.data-* shards are missing")

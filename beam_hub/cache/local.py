@@ -158,7 +158,7 @@ class LocalCache:
         limit = settings.lock_timeout()
         while True:
             try:
-                lock.acquire(timeout=_LOCK_POLL_S)
+                lock.acquire(timeout=max(0.0, min(_LOCK_POLL_S, limit - (time.monotonic() - start))))
                 break
             except filelock.Timeout:
                 waited = time.monotonic() - start

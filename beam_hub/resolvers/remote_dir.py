@@ -18,7 +18,9 @@ _IN_PROCESS = {"memory"}
 
 class RemoteDirResolver(Resolver):
     def is_supported(self, handle: Handle) -> bool:
-        return not (handle.is_local or handle.is_http or handle.is_archive)
+        if handle.is_local or handle.is_http or handle.is_archive:
+            return False
+        return handle.protocol in fsspec.available_protocols()
 
     def __call__(self, handle: Handle, cache: LocalCache) -> str:
         def fill(staging: str) -> Filled:

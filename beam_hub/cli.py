@@ -1,0 +1,155 @@
+"""`beam-hub` command line. Thin: each subcommand calls the library.
+
+    beam-hub resolve HANDLE              print the local directory of the module
+    beam-hub inspect HANDLE              signatures, inputs and outputs with dtypes and shapes
+    beam-hub cache list|verify|prune --older-than DAYS|clear
+    beam-hub pack DIR OUT.tar.gz         reproducible archive; prints its sha256
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import sys
+
+from beam_hub.errors import BeamHubError
+
+
+def _cache(args: argparse.Namespace):
+    from beam_hub.cache import LocalCache
+
+    return LocalCache(args.cache_dir)
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from beam_hub.resolvers import resolve
+
+    print(resolve(args.handle, cache_dir=args.cache_dir))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from beam_hub.module import load
+
+    module = load(args.handle, tags=args.tags, cache_dir=args.cache_dir)
+    if args.json:
+        out = {
+            name: {
+                "inputs": {k: {"dtype": i.dtype.name, "shape": i.shape.as_list() if i.shape.rank is not None else None}
+                           for k, i in spec.inputs.items()},
+                "outputs": {k: {"dtype": o.dtype.name, "shape": o.shape.as_list() if o.shape.rank is not None else None}
+                            for k, o in spec.outputs.items()},
+            }
+            for name, spec in module.signatures.items()
+        }
+        print(json.dumps({"handle": args.handle, "path": module.path, "default": module.default_signature,
+                          "signatures": out}, indent=2))
+        return 0
+    print(f"module:  {args.handle}")
+    print(f"path:    {module.path}")
+    print(f"format:  {'TF1 Hub format' if module.is_tf1_format else 'TF2 SavedModel'}")
+    print(f"default: {module.default_signature}")
+    print(f"variables: {len(module.variables)} ({len(module.trainable_variables)} trainable)")
+    for name, spec in sorted(module.signatures.items()):
+        print(f"\nsignature {name!r}:")
+        for info in spec.inputs.values():
+            print(f"  input   {info}")
+        for info in spec.outputs.values():
+            print(f"  output  {info}")
+    return 0
+
+
+def _when(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    cache = _cache(args)
+    if args.action == "list":
+        entries = cache.entries()
+        print(f"cache: {cache.root} ({len(entries)} entries, {sum(e.size for e in entries) / 1e6:.1f} MB)")
+        for e in entries:
+            print(f"{e.key}  {e.size / 1e6:9.1f} MB  last used {_when(e.last_used)}  {e.handle or '(unknown handle)'}")
+        return 0
+    if args.action == "verify":
+        results = cache.verify(deep=not args.quick)
+        bad = {path: problems for path, problems in results.items() if problems}
+        for path in results:
+            print(f"{'DAMAGED' if path in bad else 'ok     '}  {path}")
+            for problem in bad.get(path, []):
+                print(f"           {problem}")
+        print(f"{len(results) - len(bad)} whole, {len(bad)} damaged"
+              + (" (damaged entries are fetched again on their next resolve)" if bad else ""))
+        return 1 if bad else 0
+    if args.action == "prune":
+        removed = cache.prune(args.older_than)
+        for e in removed:
+            print(f"removed {e.key}  {e.handle or ''}")
+        print(f"removed {len(removed)} entries not used for {args.older_than:g} days")
+        return 0
+    if args.action == "clear":
+        removed = cache.clear()
+        print(f"removed {len(removed)} entries from {cache.root}")
+        return 0
+    raise AssertionError(args.action)
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from beam_hub.archive import pack
+    from beam_hub.savedmodel import require_saved_model_dir
+
+    require_saved_model_dir(args.dir, args.dir)
+    digest = pack(args.dir, args.out)
+    print(f"{digest}  {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="beam-hub", description="Resolve, inspect, cache and pack TF Hub-style modules.")
+    parser.add_argument("--cache-dir", help="module cache (default: $TFHUB_CACHE_DIR, else ~/.cache/beam_hub)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and cache decisions")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("resolve", help="fetch a module into the cache and print its local directory")
+    p.add_argument("handle")
+    p.set_defaults(func=cmd_resolve)
+
+    p = sub.add_parser("inspect", help="show a module's signatures, inputs and outputs")
+    p.add_argument("handle")
+    p.add_argument("--tags", nargs="*", default=None, help="graph variant tags (default: the module's default)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("cache", help="list, verify, prune or clear the module cache")
+    csub = p.add_subparsers(dest="action", required=True)
+    csub.add_parser("list", help="entries with handle, size and last use")
+    v = csub.add_parser("verify", help="check every entry against its manifest (exit 1 if any is damaged)")
+    v.add_argument("--quick", action="store_true", help="check sizes only, do not hash file contents")
+    pr = csub.add_parser("prune", help="remove entries not used for a while")
+    pr.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    csub.add_parser("clear", help="remove every entry")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("pack", help="pack a module directory into a reproducible tar.gz")
+    p.add_argument("dir")
+    p.add_argument("out")
+    p.set_defaults(func=cmd_pack)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except BeamHubError as e:
+        print(f"beam-hub: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

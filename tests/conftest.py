@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from hubserver import HubServer  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """Every test gets its own cache and fast retries; nothing touches ~/.cache."""
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BEAM_HUB_RETRY_BACKOFF", "0.05")
+    monkeypatch.delenv("BEAM_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TFHUB_MODEL_LOAD_FORMAT", raising=False)
+
+
+@pytest.fixture
+def cache_dir(tmp_path) -> str:
+    return str(tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def modules_dir(tmp_path_factory):
+    """Build every fixture module once per session, in a subprocess-free way."""
+    import modules
+
+    root = tmp_path_factory.mktemp("modules")
+    built = {}
+    for name in ("one_input", "fruit", "keras", "tf1", "custom_op"):
+        built[name] = getattr(modules, f"make_{name}")(str(root / name))
+    return built
+
+
+@pytest.fixture(scope="session")
+def one_input(modules_dir) -> str:
+    return modules_dir["one_input"]
+
+
+@pytest.fixture(scope="session")
+def fruit(modules_dir) -> str:
+    return modules_dir["fruit"]
+
+
+@pytest.fixture(scope="session")
+def archives(modules_dir, tmp_path_factory) -> dict[str, str]:
+    """Each fixture module packed as a tar.gz."""
+    from beam_hub.archive import pack
+
+    root = tmp_path_factory.mktemp("archives")
+    return {name: (pack(path, str(root / f"{name}.tar.gz")), str(root / f"{name}.tar.gz"))[1]
+            for name, path in modules_dir.items()}
+
+
+@pytest.fixture(scope="session")
+def one_input_tgz(archives) -> bytes:
+    with open(archives["one_input"], "rb") as f:
+        return f.read()
+
+
+@pytest.fixture
+def server():
+    s = HubServer()
+    yield s
+    s.stop()
+
+
+def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `python -m beam_hub ...` in a fresh interpreter (as the console script does)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "beam_hub", *args], capture_output=True, text=True,
+                          env=full_env, cwd=REPO, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"beam-hub {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,120 @@
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+
+import pytest
+
+from beam_hub.archive import pack, safe_extract
+from beam_hub.errors import IntegrityError, UnsafeArchiveError
+
+
+def make_tar(path, members, gz=True):
+    """members: list of (TarInfo kwargs, bytes or None)."""
+    with tarfile.open(path, "w:gz" if gz else "w", format=tarfile.GNU_FORMAT) as tar:
+        for spec, data in members:
+            kwargs = dict(spec)
+            info = tarfile.TarInfo(kwargs.pop("name"))
+            for k, v in kwargs.items():
+                setattr(info, k, v)
+            if data is not None:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                tar.addfile(info)
+    return str(path)
+
+
+GOOD = ({"name": "saved_model.pb"}, b"pb")
+
+
+@pytest.mark.parametrize("member, match", [
+    (({"name": "../escape.txt"}, b"x"), "unsafe member"),
+    (({"name": "/abs/escape.txt"}, b"x"), "unsafe member"),
+    (({"name": "link", "type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}, None), "is a link"),
+    (({"name": "inner_link", "type": tarfile.SYMTYPE, "linkname": "saved_model.pb"}, None), "is a link"),
+    (({"name": "hard", "type": tarfile.LNKTYPE, "linkname": "saved_model.pb"}, None), "is a link"),
+    (({"name": "dev", "type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}, None), "device"),
+    (({"name": "fifo", "type": tarfile.FIFOTYPE}, None), "device"),
+])
+def test_unsafe_members_are_refused(tmp_path, member, match):
+    archive = make_tar(tmp_path / "evil.tar.gz", [GOOD, member])
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(UnsafeArchiveError, match=match):
+        safe_extract(archive, str(dest), what="evil")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_decompression_bomb_is_stopped_by_the_byte_cap(tmp_path):
+    archive = make_tar(tmp_path / "bomb.tar.gz", [GOOD, ({"name": "zeros"}, b"\0" * (4 << 20))])
+    assert os.path.getsize(archive) < 64 << 10  # compresses to almost nothing
+    with pytest.raises(UnsafeArchiveError, match="expands to more than"):
+        safe_extract(archive, str(tmp_path), what="bomb", max_bytes=1 << 20)
+
+
+def test_plain_tar_and_nested_dirs_extract(tmp_path):
+    archive = make_tar(tmp_path / "m.tar", [({"name": "variables", "type": tarfile.DIRTYPE}, None), GOOD,
+                                            ({"name": "./variables/variables.index"}, b"idx")], gz=False)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    safe_extract(archive, str(dest), what="m")
+    assert (dest / "variables" / "variables.index").read_bytes() == b"idx"
+
+
+@pytest.mark.parametrize("body, match", [
+    (b"<!DOCTYPE html><html>login</html>", "HTML page"),
+    (b"", "empty body"),
+    (b"PK\x03\x04 zip file", "not a tar"),
+])
+def test_non_archives_get_a_clear_error(tmp_path, body, match):
+    path = tmp_path / "x"
+    path.write_bytes(body)
+    with pytest.raises(IntegrityError, match=match):
+        safe_extract(str(path), str(tmp_path), what="http://h/m")
+
+
+def test_truncated_gzip_is_an_integrity_error(tmp_path):
+    archive = make_tar(tmp_path / "m.tar.gz", [GOOD, ({"name": "big"}, os.urandom(100_000))])
+    data = open(archive, "rb").read()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(IntegrityError, match="truncated or corrupt"):
+        safe_extract(str(cut), str(dest), what="cut")
+
+
+def test_pack_is_reproducible_and_normalised(tmp_path, one_input):
+    a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    da = pack(one_input, str(a))
+    # the same content with other mtimes and modes packs to the same bytes
+    for root, _dirs, files in os.walk(one_input):
+        for name in files:
+            os.utime(os.path.join(root, name), (1e9, 1e9))
+    db = pack(one_input, str(b))
+    assert da == db == hashlib.sha256(b.read_bytes()).hexdigest()
+    assert a.read_bytes() == b.read_bytes()
+    assert gzip.open(a).read(1)  # valid gzip
+    with open(a, "rb") as f:
+        assert f.read(10)[4:8] == b"\0\0\0\0"  # gzip header mtime 0
+    with tarfile.open(a) as tar:
+        names = tar.getnames()
+        assert names == sorted(names)
+        assert "saved_model.pb" in names
+        for m in tar.getmembers():
+            assert (m.uid, m.gid, m.uname, m.gname, m.mtime) == (0, 0, "", "", 0)
+            assert m.mode in (0o644, 0o755)
+
+
+def test_pack_refuses_symlinks_and_leaves_no_partial_file(tmp_path, one_input):
+    import shutil
+
+    src = tmp_path / "m"
+    shutil.copytree(one_input, src)
+    os.symlink("/etc/hostname", src / "link")
+    out = tmp_path / "out.tar.gz"
+    with pytest.raises(UnsafeArchiveError, match="symbolic link"):
+        pack(str(src), str(out))
+    assert os.listdir(tmp_path) == ["m"]

@@ -1,0 +1,208 @@
+import hashlib
+import os
+import shutil
+
+import fsspec
+import pytest
+
+import beam_hub
+from beam_hub.cache import Manifest
+from beam_hub.errors import (DownloadError, IntegrityError, ModuleNotFoundAtHandleError, NotASavedModelError,
+                             OfflineCacheMissError, UnsafeArchiveError, UnsupportedHandleError)
+from beam_hub.resolvers import Resolver
+
+
+def entries(cache_dir):
+    return sorted(n for n in os.listdir(cache_dir) if len(n) == 40) if os.path.isdir(cache_dir) else []
+
+
+# --- local and fsspec -------------------------------------------------------------------------
+
+
+def test_local_dir_and_file_url_are_used_in_place(one_input, cache_dir):
+    assert beam_hub.resolve(one_input) == one_input
+    assert beam_hub.resolve(f"file://{one_input}") == one_input
+    assert entries(cache_dir) == []
+
+
+def test_local_dir_without_saved_model_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(NotASavedModelError, match="notes.txt"):
+        beam_hub.resolve(str(tmp_path))
+    with pytest.raises(ModuleNotFoundAtHandleError):
+        beam_hub.resolve(str(tmp_path / "missing"))
+
+
+def test_local_archive_is_extracted_into_the_cache(archives, cache_dir):
+    path = beam_hub.resolve(archives["one_input"])
+    assert path == os.path.join(cache_dir, hashlib.sha1(archives["one_input"].encode()).hexdigest())
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    manifest = Manifest.read(path)
+    assert manifest.archive_sha256 == hashlib.sha256(open(archives["one_input"], "rb").read()).hexdigest()
+    assert "variables/variables.index" in manifest.files
+    assert os.path.isfile(path + ".descriptor.txt")
+    assert open(path + ".descriptor.txt").readline() == f"Module: {archives['one_input']}\n"
+
+
+def test_archive_wrapped_in_one_folder_is_hoisted(one_input, tmp_path, cache_dir):
+    wrapped = tmp_path / "src"
+    shutil.copytree(one_input, wrapped / "my_module")
+    out = tmp_path / "wrapped.tar.gz"
+    beam_hub.pack(str(wrapped), str(out))
+    path = beam_hub.resolve(str(out))
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def test_archive_without_a_saved_model_caches_nothing(tmp_path, cache_dir):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "readme.txt").write_text("no model")
+    beam_hub.pack(str(tmp_path / "src"), str(tmp_path / "x.tar.gz"))
+    with pytest.raises(NotASavedModelError):
+        beam_hub.resolve(str(tmp_path / "x.tar.gz"))
+    assert os.listdir(cache_dir) == [n for n in os.listdir(cache_dir) if n.endswith(".lock")]
+
+
+def test_memory_fs_directory_and_archive_are_copied_into_the_cache(one_input, archives, cache_dir):
+    fs = fsspec.filesystem("memory")
+    fs.put(one_input, "/hub/m1", recursive=True)
+    fs.put(archives["one_input"], "/hub/m1.tar.gz")
+    d = beam_hub.resolve("memory://hub/m1")
+    a = beam_hub.resolve("memory://hub/m1.tar.gz")
+    for path in (d, a):
+        assert path.startswith(cache_dir)
+        assert sorted(Manifest.read(path).files) == sorted(Manifest.read(d).files)
+    with pytest.raises(ModuleNotFoundAtHandleError):
+        beam_hub.resolve("memory://hub/missing")
+    fs.pipe("/hub/empty/readme.txt", b"x")
+    with pytest.raises(NotASavedModelError):
+        beam_hub.resolve("memory://hub/empty")
+
+
+def test_unknown_protocol_is_unsupported():
+    with pytest.raises(UnsupportedHandleError, match="register_resolver"):
+        beam_hub.resolve("nosuchproto://x/y")
+
+
+def test_registered_resolver_wins(one_input):
+    class Alias(Resolver):
+        def is_supported(self, handle):
+            return handle.raw.startswith("alias://")
+
+        def __call__(self, handle, cache):
+            return one_input
+
+    r = Alias()
+    beam_hub.register_resolver(r)
+    try:
+        assert beam_hub.resolve("alias://anything") == one_input
+    finally:
+        beam_hub.unregister_resolver(r)
+    with pytest.raises(UnsupportedHandleError):
+        beam_hub.resolve("alias://anything")
+
+
+# --- http ---------------------------------------------------------------------------------------
+
+
+def test_http_protocol_adds_the_format_query(server, one_input_tgz, cache_dir):
+    url = server.add("/acme/m/1", one_input_tgz)
+    path = beam_hub.resolve(url + "?lang=en")
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert server.requests[-1] == ("GET", "/acme/m/1", {"lang": "en", "tf-hub-format": "compressed"})
+    assert path == os.path.join(cache_dir, hashlib.sha1((url + "?lang=en").encode()).hexdigest())
+    assert beam_hub.resolve(url + "?lang=en") == path
+    assert server.gets("/acme/m/1") == 1  # second resolve is a cache hit
+
+
+def test_http_archive_url_is_fetched_as_is(server, one_input_tgz):
+    url = server.add("/files/m.tar.gz", one_input_tgz)
+    beam_hub.resolve(url)
+    assert server.requests[-1] == ("GET", "/files/m.tar.gz", {})
+
+
+def test_http_5xx_is_retried(server, one_input_tgz):
+    url = server.add("/m", one_input_tgz, mode="fail", statuses=[500, 503])
+    assert os.path.isdir(beam_hub.resolve(url))
+    assert server.gets("/m") == 3
+
+
+def test_http_retries_are_bounded(server, one_input_tgz, monkeypatch, cache_dir):
+    monkeypatch.setenv("BEAM_HUB_DOWNLOAD_RETRIES", "2")
+    url = server.add("/m", one_input_tgz, mode="fail", statuses=[502] * 10)
+    with pytest.raises(DownloadError, match="after 3 attempt"):
+        beam_hub.resolve(url)
+    assert server.gets("/m") == 3
+    assert entries(cache_dir) == []
+
+
+@pytest.mark.parametrize("status", [403, 410])
+def test_http_4xx_is_not_retried(server, one_input_tgz, status):
+    url = server.add("/m", one_input_tgz, mode="fail", statuses=[status])
+    with pytest.raises(DownloadError, match=f"HTTP {status}"):
+        beam_hub.resolve(url)
+    assert server.gets("/m") == 1
+
+
+def test_http_404_names_the_handle(server):
+    with pytest.raises(ModuleNotFoundAtHandleError, match="Nothing found"):
+        beam_hub.resolve(server.url + "/nope.tar.gz")
+    assert len(server.requests) == 1
+
+
+def test_truncated_body_is_retried_then_refused_leaving_nothing(server, one_input_tgz, monkeypatch, cache_dir):
+    monkeypatch.setenv("BEAM_HUB_DOWNLOAD_RETRIES", "1")
+    url = server.add("/m", one_input_tgz, mode="truncate")
+    with pytest.raises(DownloadError):
+        beam_hub.resolve(url)
+    assert server.gets("/m") == 2
+    assert entries(cache_dir) == []
+    assert not [n for n in os.listdir(cache_dir) if n.endswith(".tmp")]
+
+
+def test_stalled_download_times_out(server, one_input_tgz, monkeypatch, cache_dir):
+    monkeypatch.setenv("BEAM_HUB_READ_TIMEOUT", "1")
+    monkeypatch.setenv("BEAM_HUB_DOWNLOAD_RETRIES", "0")
+    url = server.add("/m", one_input_tgz, mode="stall")
+    with pytest.raises(DownloadError, match="Timeout"):
+        beam_hub.resolve(url)
+    assert entries(cache_dir) == []
+
+
+def test_html_instead_of_an_archive(server, cache_dir):
+    url = server.add("/m", b"", mode="html")
+    with pytest.raises(IntegrityError, match="HTML page"):
+        beam_hub.resolve(url)
+    assert entries(cache_dir) == []
+
+
+def test_malicious_archive_over_http_leaves_nothing(server, tmp_path, cache_dir):
+    from test_archive import GOOD, make_tar
+
+    evil = make_tar(tmp_path / "evil.tar.gz", [GOOD, ({"name": "../../escape"}, b"x")])
+    url = server.add("/evil", open(evil, "rb").read())
+    with pytest.raises(UnsafeArchiveError):
+        beam_hub.resolve(url)
+    assert entries(cache_dir) == []
+    assert not [n for n in os.listdir(cache_dir) if n.endswith(".tmp")]
+    assert not (tmp_path / "escape").exists()
+
+
+def test_sha256_pin(server, one_input_tgz, cache_dir):
+    url = server.add("/m", one_input_tgz)
+    good = hashlib.sha256(one_input_tgz).hexdigest()
+    with pytest.raises(IntegrityError, match="pins"):
+        beam_hub.resolve(f"{url}#sha256={'0' * 64}")
+    assert entries(cache_dir) == []
+    assert os.path.isdir(beam_hub.resolve(f"{url}#sha256={good}"))
+
+
+def test_offline_mode_serves_the_cache_and_refuses_misses(server, one_input_tgz, monkeypatch, one_input):
+    url = server.add("/m", one_input_tgz)
+    path = beam_hub.resolve(url)
+    monkeypatch.setenv("BEAM_HUB_OFFLINE", "1")
+    assert beam_hub.resolve(url) == path
+    assert beam_hub.resolve(one_input) == one_input  # local handles need no network
+    with pytest.raises(OfflineCacheMissError, match="BEAM_HUB_OFFLINE"):
+        beam_hub.resolve(server.url + "/other")
+    assert server.gets("/m") == 1
+    assert len(server.requests) == 1

@@ -1,0 +1,19 @@
+"""Functions run in child processes by the concurrency tests (importable by name under spawn)."""
+
+import os
+
+
+def resolve_after_barrier(barrier, url, cache_dir, queue):
+    import beam_hub
+
+    barrier.wait(timeout=60)
+    try:
+        queue.put(("ok", os.getpid(), beam_hub.resolve(url, cache_dir=cache_dir)))
+    except Exception as e:  # reported to the parent
+        queue.put(("error", os.getpid(), f"{type(e).__name__}: {e}"))
+
+
+def resolve(url, cache_dir):
+    import beam_hub
+
+    beam_hub.resolve(url, cache_dir=cache_dir)

@@ -1,0 +1,71 @@
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO, run_cli
+
+NO_HEAVY_IMPORTS = (
+    "import sys, beam_hub\n"
+    "print(beam_hub.resolve(sys.argv[1]))\n"
+    "from beam_hub.cache import LocalCache; LocalCache().entries(); LocalCache().verify()\n"
+    "import beam_hub.cli\n"
+    "heavy = [m for m in ('tensorflow', 'apache_beam', 'keras', 'numpy') if m in sys.modules]\n"
+    "assert not heavy, heavy\n"
+)
+
+
+def test_import_resolve_and_cache_do_not_import_tensorflow_or_beam(server, one_input_tgz):
+    url = server.add("/m", one_input_tgz)
+    proc = subprocess.run([sys.executable, "-c", NO_HEAVY_IMPORTS, url], capture_output=True, text=True,
+                          cwd=REPO, env=os.environ.copy(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.isfile(os.path.join(proc.stdout.strip(), "saved_model.pb"))
+
+
+def test_resolve_prints_the_path(server, one_input_tgz, cache_dir):
+    url = server.add("/m", one_input_tgz)
+    out = run_cli("resolve", url).stdout.strip()
+    assert out == os.path.join(cache_dir, hashlib.sha1(url.encode()).hexdigest())
+    out2 = run_cli("--cache-dir", cache_dir + "2", "resolve", url).stdout.strip()
+    assert out2.startswith(cache_dir + "2")
+
+
+def test_resolve_error_is_one_clear_line(server):
+    proc = run_cli("resolve", server.url + "/missing.tar.gz", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("beam-hub: error: Nothing found at") and "Traceback" not in proc.stderr
+
+
+def test_inspect(fruit):
+    out = run_cli("inspect", fruit).stdout
+    assert "signature 'fruit_to_pet':" in out
+    assert "input   apples: float32[?, 3]" in out and "output  dogs: float32[?, 1]" in out
+    assert "default: __call__" in out
+    data = json.loads(run_cli("inspect", "--json", fruit).stdout)
+    assert data["signatures"]["name_length"]["inputs"] == {"names": {"dtype": "string", "shape": [None]}}
+
+
+def test_cache_commands(server, one_input_tgz, cache_dir):
+    url = server.add("/m", one_input_tgz)
+    path = run_cli("resolve", url).stdout.strip()
+    listing = run_cli("cache", "list").stdout
+    assert url in listing and os.path.basename(path) in listing and "1 entries" in listing
+    assert "1 whole, 0 damaged" in run_cli("cache", "verify").stdout
+    data = [f for f in os.listdir(os.path.join(path, "variables")) if f.startswith("variables.data")][0]
+    with open(os.path.join(path, "variables", data), "r+b") as f:
+        f.write(b"\xde\xad")
+    proc = run_cli("cache", "verify", check=False)
+    assert proc.returncode == 1 and "DAMAGED" in proc.stdout and "content differs" in proc.stdout
+    assert "removed 0 entries" in run_cli("cache", "prune", "--older-than", "30").stdout
+    assert "removed 1 entries" in run_cli("cache", "clear").stdout
+    assert not os.path.exists(path)
+
+
+def test_pack_is_reproducible_from_the_command_line(one_input, tmp_path):
+    a = run_cli("pack", one_input, str(tmp_path / "a.tar.gz")).stdout.split()[0]
+    b = run_cli("pack", one_input, str(tmp_path / "b.tar.gz")).stdout.split()[0]
+    assert a == b == hashlib.sha256((tmp_path / "a.tar.gz").read_bytes()).hexdigest()
+    proc = run_cli("pack", str(tmp_path), str(tmp_path / "c.tar.gz"), check=False)
+    assert proc.returncode == 2 and "saved_model.pb" in proc.stderr

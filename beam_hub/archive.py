@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import stat
 import tarfile
 import uuid
 import zlib
-from typing import Callable
+from dataclasses import dataclass
+from typing import BinaryIO, Callable
 
 from beam_hub import settings
 from beam_hub.errors import IntegrityError, UnsafeArchiveError
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 MAX_MEMBERS = 1_000_000
+_CHUNK = 1 << 20
 #: Files beam-hub keeps inside a cache entry that are not part of the module.
 PRIVATE_FILES = frozenset({".beam_hub_manifest.json"})
 
@@ -24,10 +27,8 @@ def is_archive_name(path: str) -> bool:
     return path.lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def sniff(path: str, what: str) -> None:
-    """Raise IntegrityError unless ``path`` starts like a tar, gzip, bzip2 or xz file."""
-    with open(path, "rb") as f:
-        head = f.read(512)
+def sniff(head: bytes, what: str) -> None:
+    """Raise IntegrityError unless ``head`` (the first 512 bytes) starts a tar, gzip, bzip2 or xz file."""
     if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
         return
     if len(head) >= 262 and head[257:262] == b"ustar":
@@ -47,52 +48,123 @@ def sniff(path: str, what: str) -> None:
     )
 
 
-def safe_extract(archive: str, dest: str, *, what: str, max_bytes: int | None = None) -> None:
-    """Extract ``archive`` into ``dest``, refusing anything that is not a plain file or directory.
+class _HashingReader(io.RawIOBase):
+    """Read-through wrapper that hashes every byte read, after replaying ``head`` first."""
 
-    Uses tarfile's ``data`` filter (no absolute paths, no ``..``, sane modes) and additionally
-    refuses every link and special file, more than MAX_MEMBERS members, and more than
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.head = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        n = self.raw.readinto(buffer)
+        if n:
+            self.sha256.update(memoryview(buffer)[:n])
+        return n
+
+    def peek_head(self, size: int = 512) -> bytes:
+        """Read up to ``size`` bytes (fewer only at EOF) and keep them to be read again."""
+        chunks, got = [], 0
+        while got < size:
+            buf = bytearray(size - got)
+            n = self.readinto(buf)
+            if not n:
+                break
+            chunks.append(bytes(buf[:n]))
+            got += n
+        self.head = b"".join(chunks)
+        return self.head
+
+
+def safe_extract(source: str | os.PathLike | BinaryIO, dest: str, *, what: str,
+                 max_bytes: int | None = None) -> "ExtractedFiles":
+    """Extract an archive (a path, or a binary stream read once to its end) into ``dest`` in one
+    streaming pass; return the archive's sha256 and the size and sha256 of every file written.
+
+    Each member goes through tarfile's ``data`` filter (no absolute paths, no ``..``, sane modes);
+    every link and special file is refused, as are more than MAX_MEMBERS members and more than
     ``max_bytes`` (default BEAM_HUB_MAX_EXTRACT_BYTES) of content. On error ``dest`` may hold a
     partial tree: callers extract into a staging directory they delete on failure.
     """
-    sniff(archive, what)
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb", buffering=_CHUNK) as f:
+            return safe_extract(f, dest, what=what, max_bytes=max_bytes)
+    reader = _HashingReader(source)
+    sniff(reader.peek_head(), what)
     cap = settings.max_extract_bytes() if max_bytes is None else max_bytes
+    dest = os.path.abspath(dest)
+    files: dict[str, dict[str, int | str]] = {}
     total = 0
     count = 0
-
-    def _filter(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
-        nonlocal total, count
-        count += 1
-        if count > MAX_MEMBERS:
-            raise UnsafeArchiveError(f"{what}: more than {MAX_MEMBERS} members; refusing to extract.")
-        if member.name.startswith(("/", os.sep)) or os.path.splitdrive(member.name)[0]:
-            raise UnsafeArchiveError(f"{what}: unsafe member {member.name!r}: absolute paths are refused.")
-        if member.issym() or member.islnk():
-            raise UnsafeArchiveError(
-                f"{what}: member {member.name!r} is a link (to {member.linkname!r}); module "
-                "archives must hold plain files and directories only."
-            )
-        if not (member.isfile() or member.isdir()):
-            raise UnsafeArchiveError(
-                f"{what}: member {member.name!r} is a device, FIFO or other special file; refused."
-            )
-        try:
-            member = tarfile.data_filter(member, path)
-        except tarfile.FilterError as e:
-            raise UnsafeArchiveError(f"{what}: unsafe member {member.name!r}: {e}") from None
-        total += member.size
-        if total > cap:
-            raise UnsafeArchiveError(
-                f"{what} expands to more than {cap} bytes; refusing (a decompression bomb?). "
-                "Raise BEAM_HUB_MAX_EXTRACT_BYTES if the module really is that large."
-            )
-        return member
-
     try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            tar.extractall(dest, filter=_filter)
+        with tarfile.open(fileobj=io.BufferedReader(reader, _CHUNK), mode="r|*") as tar:
+            for member in tar:
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise UnsafeArchiveError(f"{what}: more than {MAX_MEMBERS} members; refusing to extract.")
+                member = _check_member(member, dest, what)
+                total += member.size
+                if total > cap:
+                    raise UnsafeArchiveError(
+                        f"{what} expands to more than {cap} bytes; refusing (a decompression bomb?). "
+                        "Raise BEAM_HUB_MAX_EXTRACT_BYTES if the module really is that large."
+                    )
+                rel = os.path.normpath(member.name).replace(os.sep, "/")
+                target = os.path.join(dest, rel)
+                if member.isdir():
+                    os.makedirs(target, exist_ok=True)
+                    continue
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                files[rel] = _write_member(tar.extractfile(member), target, member, what)
+            while reader.read(_CHUNK):  # hash trailing padding too: the digest covers the file
+                pass
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise IntegrityError(f"{what} is truncated or corrupt ({type(e).__name__}: {e}).") from e
+    return ExtractedFiles(reader.sha256.hexdigest(), dict(sorted(files.items())))
+
+
+@dataclass
+class ExtractedFiles:
+    archive_sha256: str
+    files: dict[str, dict[str, int | str]]  # relative path -> {"size", "sha256"}
+
+
+def _check_member(member: tarfile.TarInfo, dest: str, what: str) -> tarfile.TarInfo:
+    if member.name.startswith(("/", os.sep)) or os.path.splitdrive(member.name)[0]:
+        raise UnsafeArchiveError(f"{what}: unsafe member {member.name!r}: absolute paths are refused.")
+    if member.issym() or member.islnk():
+        raise UnsafeArchiveError(
+            f"{what}: member {member.name!r} is a link (to {member.linkname!r}); module "
+            "archives must hold plain files and directories only."
+        )
+    if not (member.isfile() or member.isdir()):
+        raise UnsafeArchiveError(f"{what}: member {member.name!r} is a device, FIFO or other special file; refused.")
+    try:
+        return tarfile.data_filter(member, dest)
+    except tarfile.FilterError as e:
+        raise UnsafeArchiveError(f"{what}: unsafe member {member.name!r}: {e}") from None
+
+
+def _write_member(src: BinaryIO | None, target: str, member: tarfile.TarInfo, what: str) -> dict[str, int | str]:
+    digest = hashlib.sha256()
+    written = 0
+    with open(target, "wb") as out:
+        while src is not None and (chunk := src.read(_CHUNK)):
+            digest.update(chunk)
+            out.write(chunk)
+            written += len(chunk)
+    if written != member.size:
+        raise IntegrityError(f"{what}: member {member.name!r} is cut short ({written} of {member.size} bytes).")
+    os.chmod(target, (member.mode or 0o644) & 0o755 | 0o600)
+    return {"size": written, "sha256": digest.hexdigest()}
 
 
 def hoist_single_root(dest: str, is_module: Callable[[str], bool]) -> str:

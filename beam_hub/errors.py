@@ -30,6 +30,10 @@ class IntegrityError(DownloadError):
     """Downloaded bytes are not what was promised (truncated, wrong size, not an archive)."""
 
 
+class TruncatedDownloadError(IntegrityError):
+    """The body ended before its announced length; retried."""
+
+
 class UnsafeArchiveError(BeamHubError, ValueError):
     """An archive member would escape its directory, is a link or device, or is absurdly large."""
 

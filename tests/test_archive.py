@@ -59,8 +59,11 @@ def test_plain_tar_and_nested_dirs_extract(tmp_path):
                                             ({"name": "./variables/variables.index"}, b"idx")], gz=False)
     dest = tmp_path / "out"
     dest.mkdir()
-    safe_extract(archive, str(dest), what="m")
+    got = safe_extract(archive, str(dest), what="m")
     assert (dest / "variables" / "variables.index").read_bytes() == b"idx"
+    assert got.archive_sha256 == hashlib.sha256(open(archive, "rb").read()).hexdigest()
+    assert got.files == {"saved_model.pb": {"size": 2, "sha256": hashlib.sha256(b"pb").hexdigest()},
+                         "variables/variables.index": {"size": 3, "sha256": hashlib.sha256(b"idx").hexdigest()}}
 
 
 @pytest.mark.parametrize("body, match", [

@@ -1,4 +1,5 @@
 import hashlib
+import logging
 import os
 import shutil
 
@@ -206,3 +207,32 @@ def test_offline_mode_serves_the_cache_and_refuses_misses(server, one_input_tgz,
         beam_hub.resolve(server.url + "/other")
     assert server.gets("/m") == 1
     assert len(server.requests) == 1
+
+
+def test_progress_is_logged_when_not_on_a_terminal(server, one_input_tgz, monkeypatch, caplog):
+    monkeypatch.setenv("BEAM_HUB_PROGRESS", "0")
+    url = server.add("/m", one_input_tgz)
+    with caplog.at_level(logging.INFO, logger="beam_hub.download"):
+        beam_hub.resolve(url)
+    assert f"Downloaded {url}?tf-hub-format=compressed" in caplog.text
+
+
+def test_progress_bar_when_asked(server, one_input_tgz, monkeypatch, capsys):
+    monkeypatch.setenv("BEAM_HUB_PROGRESS", "1")
+    beam_hub.resolve(server.add("/m", one_input_tgz))
+    assert "/m?tf-hub-format=compressed" in capsys.readouterr().err  # tqdm's bar, on stderr
+
+
+@pytest.mark.parametrize("handle, url", [
+    ("https://tfhub.dev/google/nnlm-en-dim50/2", "https://tfhub.dev/google/nnlm-en-dim50/2?tf-hub-format=compressed"),
+    ("https://www.kaggle.com/models/google/nnlm/TensorFlow2/en-dim50/1",
+     "https://www.kaggle.com/models/google/nnlm/TensorFlow2/en-dim50/1?tf-hub-format=compressed"),
+    ("https://example.com/files/m.tar.gz?sig=x", "https://example.com/files/m.tar.gz?sig=x"),
+])
+def test_public_hubs_are_plain_http_handles(handle, url):
+    from beam_hub.handles import parse_handle
+    from beam_hub.resolvers.http import HttpResolver, download_url
+
+    parsed = parse_handle(handle)
+    assert HttpResolver().is_supported(parsed)
+    assert download_url(parsed) == url

@@ -48,6 +48,7 @@ class Filled:
     root: str  # the module directory inside the staging directory
     source: str  # the URL or path it came from
     archive_sha256: str | None = None
+    files: dict[str, dict[str, int | str]] | None = None  # manifest files, when already hashed
 
 
 @dataclass
@@ -208,9 +209,10 @@ class LocalCache:
             try:
                 filled = fill(staging)
                 require_saved_model_dir(filled.root, handle)
-                Manifest.build(
-                    filled.root, handle, source=filled.source, archive_sha256=filled.archive_sha256
-                ).write(filled.root)
+                extra = {"source": filled.source, "archive_sha256": filled.archive_sha256}
+                manifest = (Manifest(handle, dict(filled.files), **extra) if filled.files is not None
+                            else Manifest.build(filled.root, handle, **extra))
+                manifest.write(filled.root)
                 self._write_descriptor(handle, path)
                 os.rename(filled.root, path)
             finally:

@@ -3,36 +3,50 @@
 from __future__ import annotations
 
 import os
+import shutil
 
-from beam_hub.archive import file_sha256, hoist_single_root, safe_extract
+from beam_hub.archive import ExtractedFiles, hoist_single_root, safe_extract
 from beam_hub.cache.local import Filled, LocalCache
-from beam_hub.download import download
+from beam_hub.download import stream
 from beam_hub.errors import IntegrityError, ModuleNotFoundAtHandleError
 from beam_hub.handles import Handle
 from beam_hub.resolvers.base import Resolver
 from beam_hub.savedmodel import is_saved_model_dir
+from beam_hub.sinks import ExtractingSink
 
 
-def extract_module(archive: str, staging: str, handle: Handle, source: str) -> Filled:
-    """Check ``archive`` against the handle's pin, extract it safely under ``staging``."""
-    digest = file_sha256(archive)
-    if handle.sha256 and digest != handle.sha256:
+def _finish(extracted: ExtractedFiles, target: str, handle: Handle, source: str) -> Filled:
+    """Check the archive against the handle's pin; find the module root (hoisting one wrapper dir)."""
+    if handle.sha256 and extracted.archive_sha256 != handle.sha256:
         raise IntegrityError(
-            f"{source} has sha256 {digest}, but the handle pins {handle.sha256}. The module "
-            "changed or the download is corrupt; nothing was cached. Fix the pin if the new "
-            "content is expected."
+            f"{source} has sha256 {extracted.archive_sha256}, but the handle pins {handle.sha256}. "
+            "The module changed or the download is corrupt; nothing was cached. Fix the pin if "
+            "the new content is expected."
         )
+    root = hoist_single_root(target, is_saved_model_dir)
+    prefix = "" if root == target else os.path.relpath(root, target).replace(os.sep, "/") + "/"
+    files = {rel[len(prefix):]: meta for rel, meta in extracted.files.items() if rel.startswith(prefix)}
+    return Filled(root=root, source=source, archive_sha256=extracted.archive_sha256, files=files)
+
+
+def extract_local(archive: str, staging: str, handle: Handle) -> Filled:
+    """Extract a local archive safely under ``staging``."""
     target = os.path.join(staging, "module")
     os.makedirs(target)
-    safe_extract(archive, target, what=source)
-    return Filled(root=hoist_single_root(target, is_saved_model_dir), source=source, archive_sha256=digest)
+    return _finish(safe_extract(archive, target, what=archive), target, handle, archive)
 
 
 def fetch_archive(url: str, staging: str, handle: Handle) -> Filled:
-    """Download ``url`` into ``staging`` (streamed, verified) and extract it there."""
-    archive = os.path.join(staging, "archive")
-    download(url, archive, what=url)
-    return extract_module(archive, staging, handle, url)
+    """Download ``url`` and extract it under ``staging`` as the bytes arrive (retried as a whole)."""
+    target = os.path.join(staging, "module")
+
+    def open_sink() -> ExtractingSink:
+        shutil.rmtree(target, ignore_errors=True)
+        os.makedirs(target)
+        return ExtractingSink(target, what=url)
+
+    sink = stream(url, open_sink, what=url).sink
+    return _finish(sink.result, target, handle, url)
 
 
 class ArchiveResolver(Resolver):
@@ -45,7 +59,7 @@ class ArchiveResolver(Resolver):
                 raise ModuleNotFoundAtHandleError(f"Module handle {handle.raw!r}: {handle.location} is not a file.")
 
             def fill(staging: str) -> Filled:
-                return extract_module(handle.location, staging, handle, handle.location)
+                return extract_local(handle.location, staging, handle)
 
             return cache.fetch(handle.raw, fill, network=False)
         return cache.fetch(handle.raw, lambda staging: fetch_archive(handle.location, staging, handle))

@@ -57,7 +57,8 @@ def _custom_op_error(exc: Exception, path: str) -> MissingCustomOpError | None:
         f"`pip install {package.replace('_', '-')}` and `import {package}` before loading it"
         if package else "install and import the package that registers this op before loading it"
     )
-    return MissingCustomOpError(f"The module at {path} uses the op {op!r}, which is not part of core TensorFlow: {todo}.", op, package)
+    message = f"The module at {path} uses the op {op!r}, which is not part of core TensorFlow: {todo}."
+    return MissingCustomOpError(message, op, package)
 
 
 def load(handle: str | os.PathLike, *, tags: Any = None, cache_dir: str | os.PathLike | None = None) -> "HubModule":
@@ -97,7 +98,7 @@ class HubModule:
         self._functions: dict[str, Any] = dict(getattr(obj, "signatures", {}) or {})
         self._specs: dict[str, SignatureSpec] = {k: spec_of_signature(k, f) for k, f in self._functions.items()}
         self._call_takes_dict = False
-        call = getattr(obj, "__call__", None) if not tf1 else None
+        call = getattr(obj, "__call__", None) if not tf1 else None  # noqa: B004 - we need the function
         if call is not None and hasattr(call, "_list_all_concrete_functions_for_serialization"):
             spec = spec_of_call(call)
             if spec is not None:

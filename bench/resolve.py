@@ -88,7 +88,7 @@ def main() -> None:
         ours, theirs = [], []
         for i in range(args.reps):
             cache = os.path.join(work, f"ours{i}")
-            ours.append(timed(lambda: beam_hub.resolve(url, cache_dir=cache)))
+            ours.append(timed(lambda c=cache: beam_hub.resolve(url, cache_dir=c)))
             os.environ["TFHUB_CACHE_DIR"] = os.path.join(work, f"hub{i}")
             theirs.append(timed(lambda: hub.resolve(url)))
         o, t = statistics.median(ours), statistics.median(theirs)

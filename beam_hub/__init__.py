@@ -16,9 +16,17 @@ from beam_hub.resolvers import Resolver, register_resolver, registered_resolvers
 
 __version__ = "0.1.0"
 
-_LAZY = {"load": "beam_hub.module", "HubModule": "beam_hub.module", "SignatureSpec": "beam_hub.signatures"}
+_LAZY = {
+    "load": "beam_hub.module",
+    "HubModule": "beam_hub.module",
+    "SignatureSpec": "beam_hub.signatures",
+    "ApplyHubModule": "beam_hub.beam",
+    "FailedElement": "beam_hub.beam",
+    "HubModelHandler": "beam_hub.beam",
+}
 
 if TYPE_CHECKING:  # pragma: no cover
+    from beam_hub.beam import ApplyHubModule, FailedElement, HubModelHandler
     from beam_hub.module import HubModule, load
     from beam_hub.signatures import SignatureSpec
 
@@ -34,6 +42,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ApplyHubModule",
+    "FailedElement",
+    "HubModelHandler",
     "Handle",
     "HubModule",
     "LocalCache",

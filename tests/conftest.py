@@ -36,6 +36,7 @@ def modules_dir(tmp_path_factory):
     built = {}
     for name in ("one_input", "fruit", "keras", "tf1", "custom_op"):
         built[name] = getattr(modules, f"make_{name}")(str(root / name))
+    built["one_input_x2"] = modules.make_one_input(str(root / "one_input_x2"), scale=2.0)
     return built
 
 
@@ -55,8 +56,11 @@ def archives(modules_dir, tmp_path_factory) -> dict[str, str]:
     from beam_hub.archive import pack
 
     root = tmp_path_factory.mktemp("archives")
-    return {name: (pack(path, str(root / f"{name}.tar.gz")), str(root / f"{name}.tar.gz"))[1]
-            for name, path in modules_dir.items()}
+    out = {}
+    for name, path in modules_dir.items():
+        pack(path, str(root / f"{name}.tar.gz"))
+        out[name] = str(root / f"{name}.tar.gz")
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +84,33 @@ def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subproce
     if check and proc.returncode != 0:
         raise AssertionError(f"beam-hub {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def beam_options(*extra: str):
+    """Pipeline options for tests: the in-process runner (never Prism's download), plus ``extra``."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return PipelineOptions(["--runner=FnApiRunner", *extra])
+
+
+def run_pipeline(build, *extra: str):
+    """Build with ``build(pipeline)``, run to completion, return the result (for metrics)."""
+    import apache_beam as beam
+
+    p = beam.Pipeline(options=beam_options(*extra))
+    build(p)
+    result = p.run()
+    result.wait_until_finish()
+    return result
+
+
+def counters(result, namespace: str = "beam_hub") -> dict[str, int]:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    found = result.metrics().query(MetricsFilter().with_namespace(namespace))
+    out: dict[str, int] = {}
+    for c in found["counters"]:
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + c.committed
+    for d in found["distributions"]:
+        out[d.key.metric.name + ".count"] = out.get(d.key.metric.name + ".count", 0) + d.committed.count
+    return out

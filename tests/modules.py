@@ -9,14 +9,14 @@ import numpy as np
 W = np.array([[1.0], [2.0], [3.0]], dtype=np.float32)
 
 
-def make_one_input(path: str) -> str:
-    """A one-input module: "default" signature x: float32[?,3] -> {"default": x @ W}; __call__ too."""
+def make_one_input(path: str, scale: float = 1.0) -> str:
+    """A one-input module: "default" signature x: float32[?,3] -> {"default": x @ (scale * W)}; __call__ too."""
     import tensorflow as tf
 
     class Linear(tf.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.w = tf.Variable(W, name="w")
+            self.w = tf.Variable(W * np.float32(scale), name="w")
 
         @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
         def __call__(self, x):

@@ -1,0 +1,63 @@
+"""One loaded module per worker process (or per machine), whatever the number of DoFns and threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from apache_beam.utils import multi_process_shared, shared
+
+from beam_hub.beam.batching import LoadedModule
+
+_registry_lock = threading.Lock()
+_registry: dict[str, shared.Shared] = {}
+
+
+@dataclass(frozen=True)
+class ModuleKey:
+    """What identifies one loaded module in a process: the same key, the same object."""
+
+    handle: str
+    tags: tuple[str, ...] | None = None
+    cache_dir: str | None = None
+
+    @property
+    def tag(self) -> str:
+        return f"beam_hub:{self.handle}|{self.tags}|{self.cache_dir}"
+
+    def load(self) -> LoadedModule:
+        from beam_hub.module import load
+
+        return LoadedModule(load(self.handle, tags=None if self.tags is None else list(self.tags), cache_dir=self.cache_dir))
+
+
+@dataclass
+class Acquired:
+    module: Any  # LoadedModule, or a proxy to one in the machine's model process
+    load_msecs: float | None  # set when this call loaded it
+
+
+def acquire(key: ModuleKey, *, per_machine: bool = False) -> Acquired:
+    """The process's (or, with ``per_machine``, the machine's) module for ``key``, loading it once.
+
+    Per process it uses Beam's ``Shared`` (one object for every thread and DoFn instance, across
+    transforms that name the same module). Per machine it uses Beam's ``multi_process_shared``, as
+    RunInference's ``large_model`` does: one process holds the module, others call it by proxy.
+    """
+    loaded: list[float] = []
+
+    def construct() -> LoadedModule:
+        start = time.perf_counter()
+        module = key.load()
+        loaded.append((time.perf_counter() - start) * 1000.0)
+        return module
+
+    if per_machine:  # loaded in the machine's model process: load time is not seen here
+        proxy = multi_process_shared.MultiProcessShared(key.load, tag=key.tag, always_proxy=True).acquire()
+        return Acquired(proxy, None)
+    with _registry_lock:
+        handle = _registry.setdefault(key.tag, shared.Shared())
+    module = handle.acquire(construct, tag=key.tag)
+    return Acquired(module, loaded[0] if loaded else None)

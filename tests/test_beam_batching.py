@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import beam_hub
+from beam_hub.beam.batching import ApplySpec, LoadedModule, parse_examples, stack
+from beam_hub.errors import InputError
+from beam_hub.signatures import TensorInfo
+
+X = TensorInfo("x", tf.float32, tf.TensorShape([None, 3]))
+
+
+def test_stack_numbers_arrays_and_strings():
+    assert stack([np.ones(3), np.zeros(3)], X, "s").shape == (2, 3)
+    assert stack([1.0, 2.0], TensorInfo("v", tf.float32, tf.TensorShape([None])), "s").tolist() == [1.0, 2.0]
+    texts = stack(["a", "bb" * 1000, b"raw"], TensorInfo("t", tf.string, tf.TensorShape([None])), "s")
+    assert texts.dtype == object and texts.shape == (3,) and texts[2] == b"raw"
+
+
+def test_stack_names_the_differing_shapes():
+    with pytest.raises(InputError) as e:
+        stack([np.ones(3)] * 5 + [np.ones(4)], X, "default")
+    assert "different shapes ((3,) x 5, (4,) x 1)" in str(e.value) and "x: float32[?, 3]" in str(e.value)
+
+
+def test_apply_batch_splits_rows_without_copying_per_row(one_input):
+    loaded = LoadedModule(beam_hub.load(one_input))
+    rows = [np.array([i, 0, 0], np.float32) for i in range(5)]
+    out = loaded.apply_batch(rows, ApplySpec())
+    assert [o.tolist() for o in out] == [[float(i)] for i in range(5)]
+    assert all(o.base is out[0].base for o in out)  # views of one batch array
+
+
+def test_parse_examples_casts_and_reports_missing_features(fruit):
+    spec = beam_hub.load(fruit).signature("fruit_to_pet")
+    ex = tf.train.Example(features=tf.train.Features(feature={
+        "apples": tf.train.Feature(float_list=tf.train.FloatList(value=[1, 2, 3])),
+        "oranges": tf.train.Feature(float_list=tf.train.FloatList(value=[4, 5, 6])),
+    })).SerializeToString()
+    parsed = parse_examples([ex, ex], spec)
+    assert parsed["apples"].dtype == tf.float32 and parsed["oranges"].shape == (2, 3)
+    missing = tf.train.Example(features=tf.train.Features(feature={
+        "apples": tf.train.Feature(float_list=tf.train.FloatList(value=[1, 2, 3])),
+    })).SerializeToString()
+    with pytest.raises(InputError, match="oranges"):
+        parse_examples([missing], spec)

@@ -33,7 +33,8 @@ class ApplyHubModule(beam.PTransform):
     of input name -> value; with ``keyed=True``, ``(key, value)`` pairs in and ``(key, output)``
     out; with ``from_examples=True``, serialized ``tf.train.Example`` records whose features are
     named like the signature's inputs. Output per element: the default output (a numpy array) or,
-    with ``as_dict=True``, a dict of arrays; ``output_key`` picks one output.
+    with ``as_dict=True``, a dict of arrays; ``output_key`` picks one output. Output arrays are
+    read-only views into the batch's result (Beam elements must not be mutated in place).
 
     Batching uses Beam's ``BatchElements`` (adaptive between ``min_batch_size`` and
     ``max_batch_size``; more options through ``batch_kwargs``). ``large_model=True`` keeps one

@@ -118,21 +118,22 @@ class LoadedModule:
             inputs = stack(elements, info, spec.name)
         else:
             inputs = elements[0]  # the module raises: several inputs need a dict
-        outputs = self.module(inputs, signature=spec.name, as_dict=apply.as_dict, output_key=apply.output_key)
+        outputs = self.module(inputs, signature=spec.name, as_dict=apply.as_dict, output_key=apply.output_key,
+                              numpy=False)
         n = len(elements)
+        # np.asarray on a tensor is a zero-copy, read-only view (Beam elements are immutable anyway);
+        # .numpy() would copy every output once more.
         if isinstance(outputs, Mapping):
-            for key, value in outputs.items():
-                _check_batch(key, value, n, spec)
-            keys = list(outputs)
-            columns = [list(outputs[k]) for k in keys]
-            return [dict(zip(keys, row)) for row in zip(*columns)]
-        _check_batch("default", outputs, n, spec)
-        return list(outputs)
+            arrays = {key: _check_batch(key, np.asarray(value), n, spec) for key, value in outputs.items()}
+            keys = list(arrays)
+            return [dict(zip(keys, row)) for row in zip(*(list(arrays[k]) for k in keys))]
+        return list(_check_batch("default", np.asarray(outputs), n, spec))
 
 
-def _check_batch(key: str, value: np.ndarray, n: int, spec: SignatureSpec) -> None:
-    if np.ndim(value) == 0 or len(value) != n:
+def _check_batch(key: str, value: np.ndarray, n: int, spec: SignatureSpec) -> np.ndarray:
+    if value.ndim == 0 or len(value) != n:
         raise InputError(
             f"Output {key!r} of signature {spec.name!r} has shape {np.shape(value)}, not one row per "
             f"element ({n}); it cannot be split into per-element results. Use a batched signature."
         )
+    return value

@@ -102,20 +102,22 @@ class LocalCache:
 
     # -- lookups -------------------------------------------------------------
 
-    def _problems(self, path: str) -> tuple[Manifest | None, list[str]]:
+    def _problems(self, path: str, accept: Callable[[Manifest], bool] | None = None) -> tuple[Manifest | None, list[str]]:
         manifest = Manifest.read(path)
         if manifest is not None:
+            if accept is not None and not accept(manifest):
+                return manifest, [f"it is out of date ({manifest.source})"]
             return manifest, manifest.quick_problems(path)
         if os.path.exists(os.path.join(path, MANIFEST_NAME)):
             return None, [f"{MANIFEST_NAME} is unreadable"]
         return None, structural_problems(path)
 
-    def get(self, handle: str) -> str | None:
-        """The entry's directory when it is present and whole, else None (never a partial entry)."""
+    def get(self, handle: str, accept: Callable[[Manifest], bool] | None = None) -> str | None:
+        """The entry's directory when it is present and whole (and ``accept``-ed), else None."""
         path = self.entry_dir(handle)
         if not os.path.isdir(path):
             return None
-        manifest, problems = self._problems(path)
+        manifest, problems = self._problems(path, accept)
         if problems:
             return None
         if manifest is None:
@@ -174,20 +176,21 @@ class LocalCache:
         finally:
             lock.release()
 
-    def fetch(self, handle: str, fill: Callable[[str], Filled], *, network: bool = True) -> str:
+    def fetch(self, handle: str, fill: Callable[[str], Filled], *, network: bool = True,
+              accept: Callable[[Manifest], bool] | None = None) -> str:
         """Return the entry for ``handle``, calling ``fill(staging_dir)`` once to create it if needed.
 
         Exactly one process fills an entry at a time; the others wait and reuse it. The entry is
         published by one rename after it is complete and has its manifest, so a crash at any
         point leaves either no entry or a whole one. A damaged entry is discarded with a warning
-        and fetched again.
+        and fetched again; so is one whose manifest ``accept`` rejects (e.g. an outdated build).
         """
-        hit = self.get(handle)
+        hit = self.get(handle, accept)
         if hit:
             return hit
         path = self.entry_dir(handle)
         if network and settings.offline():
-            state = "is damaged" if os.path.isdir(path) else "is not in the cache"
+            state = "is damaged or out of date" if os.path.isdir(path) else "is not in the cache"
             raise OfflineCacheMissError(
                 f"BEAM_HUB_OFFLINE is set and {handle!r} {state} at {self.root}. Resolve it once "
                 "with network access (`beam-hub resolve HANDLE`), point TFHUB_CACHE_DIR at a cache "
@@ -195,11 +198,11 @@ class LocalCache:
             )
         with self.lock(handle):
             if os.path.isdir(path):
-                _, problems = self._problems(path)
+                _, problems = self._problems(path, accept)
                 if not problems:
-                    return self.get(handle) or path
+                    return self.get(handle, accept) or path
                 log.warning(
-                    "Cache entry %s for %s is damaged (%s); fetching it again.",
+                    "Cache entry %s for %s cannot be used (%s); fetching it again.",
                     path, handle, "; ".join(problems[:5]),
                 )
                 self._discard(path)

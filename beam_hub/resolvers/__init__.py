@@ -10,12 +10,13 @@ from beam_hub.errors import UnsupportedHandleError
 from beam_hub.handles import Handle, parse_handle
 from beam_hub.resolvers.archive import ArchiveResolver
 from beam_hub.resolvers.base import Resolver
+from beam_hub.resolvers.builtin import BuiltinResolver
 from beam_hub.resolvers.http import HttpResolver
 from beam_hub.resolvers.path import LocalDirResolver
 from beam_hub.resolvers.remote_dir import RemoteDirResolver
 
 _lock = threading.Lock()
-_registry: list[Resolver] = [HttpResolver(), ArchiveResolver(), LocalDirResolver(), RemoteDirResolver()]
+_registry: list[Resolver] = [BuiltinResolver(), HttpResolver(), ArchiveResolver(), LocalDirResolver(), RemoteDirResolver()]
 
 
 def register_resolver(resolver: Resolver, *, first: bool = True) -> None:

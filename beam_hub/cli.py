@@ -4,6 +4,7 @@
     beam-hub inspect HANDLE              signatures, inputs and outputs with dtypes and shapes
     beam-hub cache list|verify|prune --older-than DAYS|clear
     beam-hub pack DIR OUT.tar.gz         reproducible archive; prints its sha256
+    beam-hub embed --input P --output O  the batch embedding job (pipelines/embed.py)
 """
 
 from __future__ import annotations
@@ -106,6 +107,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from pipelines.embed import main as embed_main
+
+    return embed_main(args.beam_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="beam-hub", description="Resolve, inspect, cache and pack TF Hub-style modules.")
     parser.add_argument("--cache-dir", help="module cache (default: $TFHUB_CACHE_DIR, else ~/.cache/beam_hub)")
@@ -132,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     csub.add_parser("clear", help="remove every entry")
     p.set_defaults(func=cmd_cache)
 
+    p = sub.add_parser("embed", help="the batch embedding job (see `beam-hub embed --help`)", add_help=False)
+    p.set_defaults(func=cmd_embed)
+
     p = sub.add_parser("pack", help="pack a module directory into a reproducible tar.gz")
     p.add_argument("dir")
     p.add_argument("out")
@@ -140,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "embed":  # everything else goes to the job's (Beam) option parser
+        args.beam_args = extra + (["--hub_cache_dir", args.cache_dir] if args.cache_dir else [])
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)

@@ -37,6 +37,7 @@ def modules_dir(tmp_path_factory):
     for name in ("one_input", "fruit", "keras", "tf1", "custom_op"):
         built[name] = getattr(modules, f"make_{name}")(str(root / name))
     built["one_input_x2"] = modules.make_one_input(str(root / "one_input_x2"), scale=2.0)
+    built["text_embedder"] = modules.make_text_embedder(str(root / "text_embedder"))
     return built
 
 
@@ -48,6 +49,16 @@ def one_input(modules_dir) -> str:
 @pytest.fixture(scope="session")
 def fruit(modules_dir) -> str:
     return modules_dir["fruit"]
+
+
+@pytest.fixture(scope="session")
+def minilm_cache(tmp_path_factory) -> str:
+    """A cache holding the built-in MiniLM (built once per session, ~10 s)."""
+    import beam_hub
+
+    cache = str(tmp_path_factory.mktemp("minilm-cache"))
+    beam_hub.resolve("builtin://all-MiniLM-L6-v2", cache_dir=cache)
+    return cache
 
 
 @pytest.fixture(scope="session")

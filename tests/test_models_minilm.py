@@ -16,13 +16,6 @@ DATA = os.path.join(os.path.dirname(__file__), "data", "minilm_reference.json")
 
 
 @pytest.fixture(scope="module")
-def minilm_cache(tmp_path_factory) -> str:
-    cache = str(tmp_path_factory.mktemp("minilm-cache"))
-    beam_hub.resolve(HANDLE, cache_dir=cache)
-    return cache
-
-
-@pytest.fixture(scope="module")
 def minilm(minilm_cache):
     return beam_hub.load(HANDLE, cache_dir=minilm_cache)
 

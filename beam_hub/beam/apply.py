@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import time
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 
+from beam_hub.beam import columnar
 from beam_hub.beam.handler import METRICS_NAMESPACE, HubModelHandler
 from beam_hub.beam.shared_model import acquire
 from beam_hub.errors import InputError
+
+log = logging.getLogger(__name__)
 
 FAILED = "failed"
 _REPR_LIMIT = 200
@@ -42,6 +47,13 @@ class ApplyHubModule(beam.PTransform):
     failing elements into a ``failed`` output of :class:`FailedElement` instead of failing the job.
     Metrics (namespace ``beam_hub``): ``module_loads``, ``inference_elements``,
     ``inference_batches``, ``batch_size``, ``inference_msecs``, ``load_msecs``.
+
+    Columnar mode (``columns=``): elements are whole batches (pyarrow RecordBatches or Tables, as
+    ``ReadFromParquetBatched`` gives, or dicts of numpy columns). ``columns`` names the column for
+    a one-input signature, or maps input names to columns; each batch comes out with the output
+    added as column ``output_column`` (``{output_column}_{key}`` per output with ``as_dict``).
+    No per-row Python work; string inputs are sorted by length into sub-batches of at most
+    ``max_batch_size`` rows, which saves padding in text models.
     """
 
     def __init__(
@@ -59,8 +71,12 @@ class ApplyHubModule(beam.PTransform):
         max_batch_size: int = 1024,
         large_model: bool = False,
         batch_kwargs: dict[str, Any] | None = None,
+        columns: str | Mapping[str, str] | None = None,
+        output_column: str = "output",
     ) -> None:
         super().__init__()
+        if columns is not None and (keyed or from_examples):
+            raise ValueError("columns= (columnar batches) cannot be combined with keyed=True or from_examples=True")
         self.handler = HubModelHandler(
             handle, signature, output_key=output_key, as_dict=as_dict, from_examples=from_examples,
             tags=tags, cache_dir=cache_dir, large_model=large_model,
@@ -69,6 +85,9 @@ class ApplyHubModule(beam.PTransform):
         self._batch_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size,
                               **(batch_kwargs or {})}
         self._dead_letter = False
+        self._columns = columns
+        self._output_column = output_column
+        self._max_rows = max_batch_size
 
     def with_exception_handling(self) -> "ApplyHubModule":
         """Return a copy whose result unpacks as ``outputs, failed`` (a failed element never stops the job)."""
@@ -80,6 +99,11 @@ class ApplyHubModule(beam.PTransform):
         return f"ApplyHubModule({self.handler.handle})"
 
     def expand(self, pcoll: beam.PCollection) -> Any:
+        if self._columns is not None:
+            if self._dead_letter:
+                raise ValueError("with_exception_handling() works per element; columnar batches fail whole")
+            return pcoll | "ApplyColumns" >> beam.ParDo(
+                _ColumnarDoFn(self.handler, self._columns, self._output_column, self._max_rows))
         batches = pcoll | "Batch" >> beam.BatchElements(**self._batch_kwargs)
         dofn = _ApplyDoFn(self.handler, keyed=self._keyed, dead_letter=self._dead_letter)
         if not self._dead_letter:
@@ -107,6 +131,7 @@ class _ApplyDoFn(beam.DoFn):
         self._batches = Metrics.counter(ns, "inference_batches")
         self._batch_size = Metrics.distribution(ns, "batch_size")
         self._inference_msecs = Metrics.distribution(ns, "inference_msecs")
+        self._progress = _Progress(self._handler.handle)
 
     def process(self, batch: list[Any]) -> list[Any]:
         if self._pending_load_msecs is not None:
@@ -123,6 +148,7 @@ class _ApplyDoFn(beam.DoFn):
         self._elements.inc(len(outputs))
         self._batches.inc()
         self._batch_size.update(len(outputs))
+        self._progress.add(len(outputs))
         return outputs if keys is None else list(zip(keys, outputs))
 
     def _split_keys(self, batch: list[Any]) -> tuple[list[Any], list[Any]]:
@@ -162,6 +188,88 @@ class _ApplyDoFn(beam.DoFn):
             ) from error
         self._elements.inc(sum(1 for r in results if not isinstance(r, beam.pvalue.TaggedOutput)))
         return results
+
+
+class _ColumnarDoFn(_ApplyDoFn):
+    """Whole columnar batches in, the same batches with output columns out."""
+
+    def __init__(self, handler: HubModelHandler, columns: str | Mapping[str, str], output_column: str,
+                 max_rows: int) -> None:
+        super().__init__(handler, keyed=False, dead_letter=False)
+        self._column_spec = columns
+        self._output_column = output_column
+        self._max_rows = max_rows
+
+    def process(self, batch: Any):
+        if self._pending_load_msecs is not None:
+            self._loads.inc()
+            self._load_msecs.update(int(self._pending_load_msecs))
+            self._pending_load_msecs = None
+        n = columnar.num_rows(batch)
+        if n == 0:
+            return
+        spec = self._module.spec(self._spec)
+        mapping = self._column_spec
+        if isinstance(mapping, str):
+            if len(spec.inputs) != 1:
+                raise InputError(f"Signature {spec} takes several inputs: pass columns={{input: column}}.")
+            mapping = {next(iter(spec.inputs)): mapping}
+        inputs = {name: columnar.column(batch, col) for name, col in mapping.items()}
+        order = _length_order(batch, mapping, spec)
+        start = time.perf_counter()
+        pieces = []
+        for lo in range(0, n, self._max_rows):
+            rows = order[lo:lo + self._max_rows]
+            chunk = {k: v[rows] for k, v in inputs.items()}
+            pieces.append(self._module.apply_columns(chunk if len(chunk) > 1 else next(iter(chunk.values())),
+                                                     self._spec, len(rows)))
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[order] = np.arange(n)
+        if isinstance(pieces[0], Mapping):
+            outputs = {f"{self._output_column}_{k}": np.concatenate([p[k] for p in pieces])[inverse] for k in pieces[0]}
+        else:
+            outputs = {self._output_column: np.concatenate(pieces)[inverse]}
+        self._inference_msecs.update(int((time.perf_counter() - start) * 1000))
+        self._elements.inc(n)
+        self._batches.inc(len(pieces))
+        self._batch_size.update(n)
+        self._progress.add(n)
+        yield columnar.with_columns(batch, outputs)
+
+
+def _length_order(batch: Any, mapping: Mapping[str, str], spec: Any) -> np.ndarray:
+    """Rows sorted by text length when the one input is a string column (less padding), else as is."""
+    import tensorflow as tf
+
+    n = columnar.num_rows(batch)
+    if len(mapping) != 1 or spec.inputs[next(iter(mapping))].dtype != tf.string:
+        return np.arange(n)
+    col = next(iter(mapping.values()))
+    if columnar.is_arrow(batch):
+        import pyarrow.compute as pc
+
+        values = batch.column(col)
+        lengths = pc.binary_length(values.cast("binary") if not str(values.type).endswith("binary") else values)
+        return np.argsort(lengths.to_numpy(zero_copy_only=False), kind="stable")
+    return np.argsort(np.fromiter(map(len, batch[col]), dtype=np.int64, count=n), kind="stable")
+
+
+class _Progress:
+    """Logs this worker's progress every ``every_s`` seconds (long jobs show they are alive)."""
+
+    def __init__(self, handle: str, every_s: float = 10.0) -> None:
+        self.handle = handle
+        self.every_s = every_s
+        self.count = 0
+        self.start = self.last = time.monotonic()
+
+    def add(self, n: int) -> None:
+        self.count += n
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            log.info("%s: %d elements in %.0fs (%.0f/s) in this worker", self.handle, self.count,
+                     now - self.start, self.count / (now - self.start))
 
 
 def _short(value: Any) -> str:

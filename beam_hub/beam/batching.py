@@ -118,16 +118,24 @@ class LoadedModule:
             inputs = stack(elements, info, spec.name)
         else:
             inputs = elements[0]  # the module raises: several inputs need a dict
+        outputs = self.apply_columns(inputs, apply, len(elements))
+        if isinstance(outputs, Mapping):
+            keys = list(outputs)
+            return [dict(zip(keys, row)) for row in zip(*(list(outputs[k]) for k in keys))]
+        return list(outputs)
+
+    def apply_columns(self, inputs: Any, apply: ApplySpec, n: int) -> Any:
+        """One signature call on whole columns; numpy outputs with one row per input row.
+
+        Outputs are zero-copy, read-only views of TensorFlow's results (``.numpy()`` would copy
+        each once more); Beam elements are immutable anyway.
+        """
+        spec = self.spec(apply)
         outputs = self.module(inputs, signature=spec.name, as_dict=apply.as_dict, output_key=apply.output_key,
                               numpy=False)
-        n = len(elements)
-        # np.asarray on a tensor is a zero-copy, read-only view (Beam elements are immutable anyway);
-        # .numpy() would copy every output once more.
         if isinstance(outputs, Mapping):
-            arrays = {key: _check_batch(key, np.asarray(value), n, spec) for key, value in outputs.items()}
-            keys = list(arrays)
-            return [dict(zip(keys, row)) for row in zip(*(list(arrays[k]) for k in keys))]
-        return list(_check_batch("default", np.asarray(outputs), n, spec))
+            return {key: _check_batch(key, np.asarray(value), n, spec) for key, value in outputs.items()}
+        return _check_batch("default", np.asarray(outputs), n, spec)
 
 
 def _check_batch(key: str, value: np.ndarray, n: int, spec: SignatureSpec) -> np.ndarray:

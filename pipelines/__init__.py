@@ -1,0 +1,1 @@
+"""Ready-to-run beam-hub jobs (`beam-hub embed`, ...)."""

@@ -1,0 +1,111 @@
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPO
+from modules import text_features
+from pipelines import embed
+
+TEXTS = ["hello world", "", "Crème brûlée", "東京 は 日本", "x" * 300, "three little words"]
+
+
+def run(*args: str) -> dict:
+    return embed.run(["--runner=FnApiRunner", *args])
+
+
+def read_parquet(prefix: str) -> pa.Table:
+    files = sorted(glob.glob(prefix + "*.parquet"))
+    assert files, f"no output at {prefix}"
+    return pa.concat_tables([pq.read_table(f) for f in files])
+
+
+@pytest.fixture
+def jsonl(tmp_path) -> str:
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"id": f"r{i}", "text": t, "lang": "xx", "n": i}, ensure_ascii=False) + "\n"
+                            for i, t in enumerate(TEXTS)), encoding="utf-8")
+    return str(path)
+
+
+def test_jsonl_to_parquet_keeps_fields(jsonl, tmp_path, modules_dir):
+    summary = run("--input", jsonl, "--output", str(tmp_path / "out" / "emb"), "--module", modules_dir["text_embedder"])
+    table = read_parquet(str(tmp_path / "out" / "emb"))
+    assert summary["rows"] == len(TEXTS) and summary["outputs"] == sorted(glob.glob(str(tmp_path / "out" / "emb*")))
+    assert table.schema.names == ["id", "text", "lang", "n", "embedding"]
+    assert table.schema.field("embedding").type == pa.list_(pa.float32())
+    rows = {r["id"]: r for r in table.to_pylist()}
+    for i, t in enumerate(TEXTS):
+        assert rows[f"r{i}"]["lang"] == "xx" and rows[f"r{i}"]["n"] == i
+        assert rows[f"r{i}"]["embedding"] == text_features(t)
+
+
+def test_text_lines_to_jsonl(tmp_path, modules_dir):
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    run("--input", str(src), "--output", str(tmp_path / "emb"), "--format", "jsonl", "--module", modules_dir["text_embedder"])
+    lines = [json.loads(line) for f in glob.glob(str(tmp_path / "emb*.jsonl")) for line in open(f, encoding="utf-8")]
+    assert sorted(r["id"] for r in lines) == list(range(1, len(TEXTS) + 1))  # line numbers
+    assert all(set(r) == {"id", "embedding"} for r in lines)
+    assert {r["id"]: r["embedding"] for r in lines}[3] == text_features(TEXTS[2])
+
+
+def test_csv_to_tfrecord(tmp_path, modules_dir):
+    import tensorflow as tf
+
+    src = tmp_path / "in.csv"
+    with open(src, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["key", "body"])
+        w.writerows([[f"k{i}", t] for i, t in enumerate(TEXTS)])
+    run("--input", str(src), "--output", str(tmp_path / "emb"), "--format", "tfrecord", "--text-field", "body",
+        "--id-field", "key", "--module", modules_dir["text_embedder"])
+    spec = {"id": tf.io.FixedLenFeature([], tf.string), "embedding": tf.io.FixedLenFeature([4], tf.float32)}
+    got = {}
+    for record in tf.data.TFRecordDataset(glob.glob(str(tmp_path / "emb*.tfrecord"))):
+        ex = tf.io.parse_single_example(record, spec)
+        got[ex["id"].numpy().decode()] = ex["embedding"].numpy().tolist()
+    assert got == {f"k{i}": text_features(t) for i, t in enumerate(TEXTS)}
+
+
+def test_parquet_columnar_path(tmp_path, modules_dir):
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"doc": list(range(len(TEXTS))), "text": TEXTS}), src, row_group_size=4)
+    run("--input", str(src), "--output", str(tmp_path / "emb"), "--module", modules_dir["text_embedder"], "--batch-size", "2")
+    table = read_parquet(str(tmp_path / "emb"))
+    assert table.schema.names == ["doc", "text", "embedding"]
+    assert {r["doc"]: r["embedding"] for r in table.to_pylist()} == {i: text_features(t) for i, t in enumerate(TEXTS)}
+
+
+def test_bad_input_gets_clear_errors(jsonl, tmp_path, modules_dir):
+    with pytest.raises(ValueError, match=r"no field 'body' \(fields: \['id', 'lang', 'n', 'text'\]\)"):
+        run("--input", jsonl, "--output", str(tmp_path / "o"), "--text-field", "body", "--module", modules_dir["text_embedder"])
+    with pytest.raises(ValueError, match="--input-format"):
+        run("--input", str(tmp_path / "x.dat"), "--output", str(tmp_path / "o"))
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        run("--input", str(tmp_path / "none*.jsonl"), "--output", str(tmp_path / "o"))
+
+
+def test_beam_hub_embed_with_the_builtin_module(minilm_cache, tmp_path):
+    """The README's main command, end to end, on the shipped sample."""
+    import beam_hub
+
+    proc = subprocess.run([sys.executable, "-m", "beam_hub", "--cache-dir", minilm_cache, "embed",
+                           "--input", "examples/sentences.jsonl", "--output", str(tmp_path / "emb")],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "embedded 200 rows" in proc.stdout and f"output: {tmp_path}/emb-00000-of-00001.parquet" in proc.stdout
+    table = read_parquet(str(tmp_path / "emb"))
+    assert table.num_rows == 200 and table.schema.names == ["id", "text", "lang", "embedding"]
+    module = beam_hub.load("builtin://all-MiniLM-L6-v2", cache_dir=minilm_cache)
+    rows = table.to_pylist()[:20]
+    direct = module([r["text"] for r in rows])
+    got = np.array([r["embedding"] for r in rows], np.float32)
+    np.testing.assert_allclose(got, direct, atol=1e-5)

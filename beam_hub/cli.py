@@ -110,7 +110,11 @@ def cmd_pack(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     from pipelines.embed import main as embed_main
 
-    return embed_main(args.beam_args)
+    try:
+        return embed_main(args.beam_args)
+    except (ValueError, FileNotFoundError) as e:  # bad flags or inputs: one clear line, no traceback
+        print(f"beam-hub: error: {e}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,8 +39,9 @@ log = logging.getLogger("beam_hub.embed")
 class EmbedOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--input", required=True, help="file pattern (local, gs://, ...)")
-        parser.add_argument("--output", required=True, help="output prefix; shards are PREFIX-SSSSS-of-NNNNN.EXT")
+        # not required=True: Beam parses every registered options class for every pipeline in the process
+        parser.add_argument("--input", default=None, help="file pattern (local, gs://, ...); required")
+        parser.add_argument("--output", default=None, help="output prefix (shards PREFIX-SSSSS-of-NNNNN.EXT); required")
         parser.add_argument("--module", default=DEFAULT_MODULE, help=f"module handle (default {DEFAULT_MODULE})")
         parser.add_argument("--format", default="parquet", choices=FORMATS, help="output format (default parquet)")
         parser.add_argument("--input-format", "--input_format", dest="input_format", default=None,
@@ -215,8 +216,16 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
         argv.append("--runner=FnApiRunner")  # local, in-process; DirectRunner would first try to download Prism
+    if "-h" in argv or "--help" in argv:
+        parser = argparse.ArgumentParser(prog="beam-hub embed", description=__doc__.split("\n\n")[0])
+        EmbedOptions._add_argparse_args(parser)
+        parser.print_help()
+        raise SystemExit(0)
     options = PipelineOptions(argv)
     opts = options.view_as(EmbedOptions)
+    missing = [flag for flag, value in (("--input", opts.input), ("--output", opts.output)) if not value]
+    if missing:
+        raise ValueError(f"beam-hub embed needs {' and '.join(missing)} (see `beam-hub embed --help`)")
     start = time.perf_counter()
     p = beam.Pipeline(options=options)
     info = build(p, opts)

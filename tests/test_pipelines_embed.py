@@ -89,6 +89,8 @@ def test_bad_input_gets_clear_errors(jsonl, tmp_path, modules_dir):
         run("--input", jsonl, "--output", str(tmp_path / "o"), "--text-field", "body", "--module", modules_dir["text_embedder"])
     with pytest.raises(ValueError, match="--input-format"):
         run("--input", str(tmp_path / "x.dat"), "--output", str(tmp_path / "o"))
+    with pytest.raises(ValueError, match="needs --output"):
+        run("--input", jsonl)
     with pytest.raises(FileNotFoundError, match="matches no file"):
         run("--input", str(tmp_path / "none*.jsonl"), "--output", str(tmp_path / "o"))
 

@@ -156,7 +156,9 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
     """Add the job to ``p``; return what the summary needs (output pattern)."""
     fmt = _input_format(opts.input, opts.input_format)
     paths = _matched(opts.input)
-    apply_kwargs = dict(signature=opts.signature, cache_dir=opts.hub_cache_dir, max_batch_size=opts.batch_size)
+    # a batch job: full batches from the start (BatchElements would otherwise begin at 1 and grow)
+    apply_kwargs = dict(signature=opts.signature, cache_dir=opts.hub_cache_dir, max_batch_size=opts.batch_size,
+                        min_batch_size=opts.batch_size)
     text_field = "text" if fmt in ("text", "csv") else opts.text_field
     id_field = "id" if fmt in ("text", "csv") else opts.id_field
 

@@ -75,6 +75,8 @@ class ApplyHubModule(beam.PTransform):
         output_column: str = "output",
     ) -> None:
         super().__init__()
+        if min_batch_size > max_batch_size:
+            raise ValueError(f"min_batch_size ({min_batch_size}) must not exceed max_batch_size ({max_batch_size})")
         if columns is not None and (keyed or from_examples):
             raise ValueError("columns= (columnar batches) cannot be combined with keyed=True or from_examples=True")
         self.handler = HubModelHandler(

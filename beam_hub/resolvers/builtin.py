@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 #: name (lower case) -> (module with a ``build(dest)`` function, build id). Bump the build id when
 #: the builder's output changes, so cached builds are rebuilt.
 BUILTINS = {
-    "all-minilm-l6-v2": ("beam_hub.models.minilm.export", "all-MiniLM-L6-v2/1"),
+    "all-minilm-l6-v2": ("beam_hub.models.minilm.export", "all-MiniLM-L6-v2/2"),
 }
 
 

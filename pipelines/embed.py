@@ -4,10 +4,11 @@
                    [--text-field text] [--id-field id] [any Beam pipeline option]
 
 Inputs (by extension, or --input-format): text files (one text a line; the id is the line number),
-JSONL, CSV (with a header) and Parquet. Every output record keeps the id (and, for JSONL and
-Parquet inputs, the other fields) and adds ``embedding`` (a list of float32). Parquet input takes a
-columnar path: whole Arrow record batches go through the module and out again. Runs locally on
-Beam's in-process runner unless --runner says otherwise (e.g. DataflowRunner).
+JSONL, CSV (with a header), Parquet, and TFRecord files of tf.train.Examples. Every output record
+keeps the id (and, for JSONL and Parquet inputs, the other fields) and adds ``embedding`` (a list
+of float32). Parquet and TFRecord inputs take a columnar path (ReadFromParquetBatched, tfx-bsl's
+TFXIO): whole Arrow record batches go through the module and out again. Runs locally on Beam's
+in-process runner unless --runner says otherwise (e.g. DataflowRunner).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import beam_hub
 DEFAULT_MODULE = "builtin://all-MiniLM-L6-v2"
 FORMATS = ("parquet", "jsonl", "tfrecord")
 INPUT_FORMATS = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
-                 ".csv": "csv", ".parquet": "parquet"}
+                 ".csv": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
+                 ".tfrec": "tfrecord"}
 log = logging.getLogger("beam_hub.embed")
 
 
@@ -104,6 +106,62 @@ def _input_format(pattern: str, given: str | None) -> str:
     return INPUT_FORMATS[ext]
 
 
+def _read_parquet(p: beam.Pipeline, pattern: str, first: str, text_field: str):
+    """Whole record batches from Parquet files, and their Arrow schema."""
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(first) as f:
+        schema = pq.read_schema(f)
+    if text_field not in schema.names:
+        raise ValueError(f"{first} has no column {text_field!r} (columns: {schema.names}); pass --text-field")
+    return p | "Read" >> beam.io.ReadFromParquetBatched(pattern), schema
+
+
+def _read_examples(p: beam.Pipeline, pattern: str, first: str, text_field: str, id_field: str, batch: int):
+    """Record batches of (id, text) from TFRecord files of tf.train.Examples (tfx-bsl's TFXIO)."""
+    import pyarrow as pa
+    import tensorflow as tf
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx_bsl.public import tfxio
+
+    (record,) = list(tf.data.TFRecordDataset(first).take(1).as_numpy_iterator()) or [None]
+    if record is None:
+        raise ValueError(f"{first} holds no records")
+    features = tf.train.Example.FromString(record).features.feature
+    if text_field not in features:
+        raise ValueError(f"the tf.Examples in {first} have no feature {text_field!r} (features: {sorted(features)}); "
+                         "pass --text-field")
+    kinds = {"bytes_list": (schema_pb2.BYTES, pa.large_binary()), "int64_list": (schema_pb2.INT, pa.int64()),
+             "float_list": (schema_pb2.FLOAT, pa.float32())}
+    schema = schema_pb2.Schema()
+    arrow = []
+    for name in (id_field, text_field):
+        if name not in features:
+            continue
+        tfmd_type, arrow_type = kinds[features[name].WhichOneof("kind")]
+        feature = schema.feature.add()
+        feature.name, feature.type = name, tfmd_type
+        arrow.append(pa.field(name, arrow_type))
+    source = tfxio.TFExampleRecord(pattern, schema=schema)
+    batches = (p | "Read" >> source.BeamSource(batch_size=batch)
+                 | "OneValueEach" >> beam.Map(_one_value_per_row))
+    return batches, pa.schema(arrow)
+
+
+def _one_value_per_row(batch: Any) -> Any:
+    """TFXIO gives every feature as a list column; ours hold one value per example."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for name, column in zip(batch.schema.names, batch.columns):
+        lengths = pc.list_value_length(column)
+        if pc.any(pc.not_equal(lengths, 1)).as_py() or column.null_count:
+            raise ValueError(f"feature {name!r} must hold exactly one value in every tf.Example")
+        columns.append(pc.list_flatten(column))
+    return pa.Table.from_arrays(columns, names=batch.schema.names)
+
+
 # --- writing -----------------------------------------------------------------------------------
 
 
@@ -162,16 +220,13 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
     text_field = "text" if fmt in ("text", "csv") else opts.text_field
     id_field = "id" if fmt in ("text", "csv") else opts.id_field
 
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        with FileSystems.open(paths[0]) as f:
-            in_schema = pq.read_schema(f)
-        if text_field not in in_schema.names:
-            raise ValueError(f"{paths[0]} has no column {text_field!r} (columns: {in_schema.names}); pass --text-field")
-        tables = (p | "Read" >> beam.io.ReadFromParquetBatched(opts.input)
-                    | "Embed" >> beam_hub.ApplyHubModule(opts.module, columns=text_field, output_column="embedding",
-                                                         **apply_kwargs))
+    if fmt in ("parquet", "tfrecord"):
+        if fmt == "parquet":
+            tables, in_schema = _read_parquet(p, opts.input, paths[0], text_field)
+        else:
+            tables, in_schema = _read_examples(p, opts.input, paths[0], text_field, id_field, opts.batch_size)
+        tables = tables | "Embed" >> beam_hub.ApplyHubModule(opts.module, columns=text_field, output_column="embedding",
+                                                             **apply_kwargs)
         if opts.format == "parquet":
             import pyarrow as pa
 

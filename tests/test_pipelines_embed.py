@@ -111,3 +111,23 @@ def test_beam_hub_embed_with_the_builtin_module(minilm_cache, tmp_path):
     direct = module([r["text"] for r in rows])
     got = np.array([r["embedding"] for r in rows], np.float32)
     np.testing.assert_allclose(got, direct, atol=1e-5)
+
+
+def test_tfrecord_examples_columnar_path(tmp_path, modules_dir):
+    import tensorflow as tf
+
+    src = tmp_path / "in.tfrecord"
+    with tf.io.TFRecordWriter(str(src)) as w:
+        for i, t in enumerate(TEXTS):
+            w.write(tf.train.Example(features=tf.train.Features(feature={
+                "id": tf.train.Feature(int64_list=tf.train.Int64List(value=[100 + i])),
+                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()])),
+                "other": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0, 2.0])),
+            })).SerializeToString())
+    run("--input", str(src), "--output", str(tmp_path / "emb"), "--module", modules_dir["text_embedder"])
+    table = read_parquet(str(tmp_path / "emb"))
+    assert table.schema.names == ["id", "text", "embedding"]
+    assert {r["id"]: r["embedding"] for r in table.to_pylist()} == {100 + i: text_features(t) for i, t in enumerate(TEXTS)}
+    run("--input", str(src), "--output", str(tmp_path / "j"), "--format", "jsonl", "--module", modules_dir["text_embedder"])
+    lines = [json.loads(line) for f in glob.glob(str(tmp_path / "j*.jsonl")) for line in open(f, encoding="utf-8")]
+    assert sorted(r["id"] for r in lines) == [100 + i for i in range(len(TEXTS))]

@@ -290,10 +290,11 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result.wait_until_finish()
     seconds = time.perf_counter() - start
     rows = _counter(result, "inference_elements")
-    outputs = ([m.path for r in FileSystems.match([info["pattern"]]) for m in r.metadata_list]
-               if options.view_as(StandardOptions).runner in ("FnApiRunner", "DirectRunner") else [info["pattern"]])
+    local = options.view_as(StandardOptions).runner in ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+    outputs = [m.path for r in FileSystems.match([info["pattern"]]) for m in r.metadata_list] if local else []
     return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds if seconds else 0.0,
-            "outputs": sorted(outputs), "module": opts.module}
+            "outputs": sorted(outputs) or [info["pattern"]], "module": opts.module,
+            "state": str(getattr(result, "state", "DONE"))}
 
 
 def _counter(result: Any, name: str) -> int:
@@ -311,8 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("apache_beam", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     summary = run(argv)
-    print(f"embedded {summary['rows']} rows in {summary['seconds']:.1f}s "
-          f"({summary['rows_per_second']:.0f} rows/s) with {summary['module']}")
+    if summary["rows"]:
+        print(f"embedded {summary['rows']} rows in {summary['seconds']:.1f}s "
+              f"({summary['rows_per_second']:.0f} rows/s) with {summary['module']}")
+    else:
+        print(f"job ended in state {summary['state']} after {summary['seconds']:.1f}s with {summary['module']} "
+              "(the runner reported no row count)")
     for path in summary["outputs"]:
         print(f"output: {path}")
     return 0

@@ -135,11 +135,15 @@ class _ApplyDoFn(beam.DoFn):
         self._inference_msecs = Metrics.distribution(ns, "inference_msecs")
         self._progress = _Progress(self._handler.handle)
 
-    def process(self, batch: list[Any]) -> list[Any]:
+    def _count_load(self) -> None:
+        """Report this worker's module load (counters set in setup() would be dropped)."""
         if self._pending_load_msecs is not None:
             self._loads.inc()
             self._load_msecs.update(int(self._pending_load_msecs))
             self._pending_load_msecs = None
+
+    def process(self, batch: list[Any]) -> list[Any]:
+        self._count_load()
         keys, values = self._split_keys(batch) if self._keyed else (None, batch)
         start = time.perf_counter()
         try:
@@ -203,10 +207,7 @@ class _ColumnarDoFn(_ApplyDoFn):
         self._max_rows = max_rows
 
     def process(self, batch: Any):
-        if self._pending_load_msecs is not None:
-            self._loads.inc()
-            self._load_msecs.update(int(self._pending_load_msecs))
-            self._pending_load_msecs = None
+        self._count_load()
         n = columnar.num_rows(batch)
         if n == 0:
             return

@@ -14,11 +14,12 @@ from beam_hub.resolvers.base import Resolver
 
 log = logging.getLogger(__name__)
 
-#: name (lower case) -> (module with a ``build(dest)`` function, build id). Bump the build id when
-#: the builder's output changes, so cached builds are rebuilt.
+#: name -> (module with a ``build(dest)`` function, build id). Names match case-insensitively.
+#: Bump the build id when the builder's output changes, so cached builds are rebuilt.
 BUILTINS = {
-    "all-minilm-l6-v2": ("beam_hub.models.minilm.export", "all-MiniLM-L6-v2/2"),
+    "all-MiniLM-L6-v2": ("beam_hub.models.minilm.export", "all-MiniLM-L6-v2/2"),
 }
+_BY_LOWER = {name.lower(): name for name in BUILTINS}
 
 
 class BuiltinResolver(Resolver):
@@ -29,13 +30,12 @@ class BuiltinResolver(Resolver):
 
     def __call__(self, handle: Handle, cache: LocalCache) -> str:
         name = handle.location.split("://", 1)[1].strip("/")
-        try:
-            module_name, build_id = BUILTINS[name.lower()]
-        except KeyError:
+        if name.lower() not in _BY_LOWER:
             raise UnsupportedHandleError(
                 f"There is no built-in module {name!r}; built-in modules: "
-                + ", ".join(f"builtin://{n}" for n in ("all-MiniLM-L6-v2",))
-            ) from None
+                + ", ".join(f"builtin://{n}" for n in BUILTINS)
+            )
+        module_name, build_id = BUILTINS[_BY_LOWER[name.lower()]]
         source = f"builtin build {build_id}"
 
         def fill(staging: str) -> Filled:

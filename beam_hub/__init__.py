@@ -12,6 +12,7 @@ from beam_hub import errors
 from beam_hub.archive import pack
 from beam_hub.cache import LocalCache
 from beam_hub.handles import Handle, parse_handle
+from beam_hub.publish import publish
 from beam_hub.resolvers import Resolver, register_resolver, registered_resolvers, resolve, unregister_resolver
 
 __version__ = "0.1.0"
@@ -54,6 +55,7 @@ __all__ = [
     "load",
     "pack",
     "parse_handle",
+    "publish",
     "register_resolver",
     "registered_resolvers",
     "resolve",

@@ -5,6 +5,8 @@
     beam-hub cache list|verify|prune --older-than DAYS|clear
     beam-hub pack DIR OUT.tar.gz         reproducible archive; prints its sha256
     beam-hub embed --input P --output O  the batch embedding job (pipelines/embed.py)
+    beam-hub serve ROOT [--port 8080]    host modules over HTTP with the TF Hub protocol
+    beam-hub publish DIR DEST [--version N]  immutable versions at any fsspec destination
 """
 
 from __future__ import annotations
@@ -117,6 +119,20 @@ def cmd_embed(args: argparse.Namespace) -> int:
         return 2
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from beam_hub.serve.app import serve
+
+    serve(args.root, args.host, args.port, uncompressed_base=args.uncompressed_base, pack_dir=args.pack_dir)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from beam_hub.publish import publish
+
+    print(publish(args.dir, args.dest, version=args.version))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="beam-hub", description="Resolve, inspect, cache and pack TF Hub-style modules.")
     parser.add_argument("--cache-dir", help="module cache (default: $TFHUB_CACHE_DIR, else ~/.cache/beam_hub)")
@@ -145,6 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="the batch embedding job (see `beam-hub embed --help`)", add_help=False)
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("serve", help="serve the modules under ROOT over HTTP (the TF Hub protocol)")
+    p.add_argument("root")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (0: any free port; the URL is printed)")
+    p.add_argument("--uncompressed-base", default=None,
+                   help="mirror of the extracted modules (e.g. gs://bucket/prefix) for tf-hub-format=uncompressed")
+    p.add_argument("--pack-dir", default=None, help="where archives of module directories are packed and kept")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("publish", help="pack DIR and publish it as the next (or given) version under DEST")
+    p.add_argument("dir")
+    p.add_argument("dest", help="any fsspec URL: a local directory, gs://bucket/models/name, ...")
+    p.add_argument("--version", default=None, help="default: the next integer")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("pack", help="pack a module directory into a reproducible tar.gz")
     p.add_argument("dir")

@@ -35,23 +35,6 @@ class SinkFailed(Exception):
         self.error = error
 
 
-class FileSink:
-    """Write the body to a local file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._f = open(path, "wb")  # noqa: SIM115 - closed in finish/abort
-
-    def write(self, data: bytes) -> int:
-        return self._f.write(data)
-
-    def finish(self) -> None:
-        self._f.close()
-
-    def abort(self) -> None:
-        self._f.close()
-
-
 class _QueueReader(io.RawIOBase):
     def __init__(self, chunks: "queue.Queue[object]") -> None:
         self._chunks = chunks

@@ -8,6 +8,8 @@ archive and anything else with an HTML page, as tfhub.dev does. Modes:
   stall     half of the body, then silence until the server stops (or 60 s)
   html      200 with an HTML page instead of an archive
   slow      the body in small chunks with pauses (to make downloads overlap)
+  break     the first GET sends half the body and closes; later GETs honour Range (206)
+  norange   like break, but Range is ignored: later GETs send the whole body (200)
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ class Route:
     statuses: list[int] = field(default_factory=list)
     protocol: bool = True  # demand ?tf-hub-format=compressed
     gets: int = 0
+    etag: str | None = None
 
 
 class HubServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, str, dict]] = []
+        self.headers: list[dict] = []
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         server = self
@@ -73,6 +77,7 @@ class HubServer:
         query = dict(urllib.parse.parse_qsl(parts.query))
         with self._lock:
             self.requests.append(("GET", parts.path, query))
+            self.headers.append(dict(h.headers))
             route = self.routes.get(parts.path)
         if route is None:
             return self._send(h, 404, b"not found", "text/plain")
@@ -86,6 +91,20 @@ class HubServer:
         body = route.body
         if route.mode == "html":
             return self._send(h, 200, HTML, "text/html")
+        if route.mode in ("break", "norange"):
+            wanted = h.headers.get("Range")
+            if route.gets == 1:  # the first transfer breaks half-way
+                return self._send_partial(h, body, len(body) // 2)
+            if wanted and route.mode == "break":
+                start = int(wanted.split("=")[1].split("-")[0])
+                h.send_response(206)
+                h.send_header("Content-Type", "application/x-gzip")
+                h.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                h.send_header("Content-Length", str(len(body) - start))
+                h.end_headers()
+                h.wfile.write(body[start:])
+                return
+            return self._send(h, 200, body, "application/x-gzip")
         if route.mode in ("truncate", "stall"):
             h.send_response(200)
             h.send_header("Content-Type", "application/x-gzip")
@@ -108,12 +127,26 @@ class HubServer:
                 h.wfile.flush()
                 time.sleep(0.05)
             return
-        self._send(h, 200, body, "application/x-gzip")
+        self._send(h, 200, body, "application/x-gzip", route.etag)
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
+    def _send_partial(h: BaseHTTPRequestHandler, body: bytes, n: int) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/x-gzip")
+        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Accept-Ranges", "bytes")
+        h.end_headers()
+        h.wfile.write(body[:n])
+        h.wfile.flush()
+        time.sleep(0.3)  # let the client take in what arrived before the connection drops
+        h.close_connection = True
+
+    @staticmethod
+    def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, etag: str | None = None) -> None:
         h.send_response(status)
         h.send_header("Content-Type", ctype)
+        if etag:
+            h.send_header("ETag", etag)
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
         h.wfile.write(body)

@@ -37,7 +37,11 @@ def extract_local(archive: str, staging: str, handle: Handle) -> Filled:
 
 
 def fetch_archive(url: str, staging: str, handle: Handle) -> Filled:
-    """Download ``url`` and extract it under ``staging`` as the bytes arrive (retried as a whole)."""
+    """Download ``url`` and extract it under ``staging`` as the bytes arrive.
+
+    The archive is checked against a sha256 the server announces (an ETag that is a sha256, as
+    `beam-hub serve` sends) and against the handle's ``#sha256=`` pin.
+    """
     target = os.path.join(staging, "module")
 
     def open_sink() -> ExtractingSink:
@@ -45,8 +49,14 @@ def fetch_archive(url: str, staging: str, handle: Handle) -> Filled:
         os.makedirs(target)
         return ExtractingSink(target, what=url)
 
-    sink = stream(url, open_sink, what=url).sink
-    return _finish(sink.result, target, handle, url)
+    received = stream(url, open_sink, what=url)
+    extracted = received.sink.result
+    if received.etag_sha256 and received.etag_sha256 != extracted.archive_sha256:
+        raise IntegrityError(
+            f"{url}: the archive's sha256 is {extracted.archive_sha256}, but the server's ETag says "
+            f"{received.etag_sha256}. The download is corrupt or the content changed mid-way; nothing was cached."
+        )
+    return _finish(extracted, target, handle, url)
 
 
 class ArchiveResolver(Resolver):

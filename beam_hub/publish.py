@@ -1,0 +1,84 @@
+"""Publish a module: pack it reproducibly and upload it, as an immutable version, to any fsspec URL."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import uuid
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from beam_hub.archive import pack
+from beam_hub.errors import BeamHubError
+from beam_hub.savedmodel import require_saved_model_dir
+
+_VERSION = re.compile(r"^(\d+)\.tar\.gz$")
+
+
+class PublishError(BeamHubError, RuntimeError):
+    """A version could not be published (it exists already, or the upload failed); nothing changed."""
+
+
+def versions(dest: str) -> list[int]:
+    """Integer versions already published under ``dest``."""
+    fs, root = fsspec.core.url_to_fs(dest)
+    try:
+        names = [os.path.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
+    except FileNotFoundError:
+        return []
+    return sorted(int(m.group(1)) for m in map(_VERSION.match, names) if m)
+
+
+def publish(module_dir: str | os.PathLike, dest: str, *, version: int | str | None = None) -> str:
+    """Pack ``module_dir`` and publish it as ``<dest>/<version>.tar.gz`` (plus ``.sha256``); return its handle.
+
+    ``dest`` is any fsspec URL (a local directory, gs://bucket/models/name, ...) in the layout
+    ``beam-hub serve`` reads. Versions are immutable: an existing version is never overwritten;
+    with no ``version`` the next integer is used. The upload goes to a temporary name first and
+    is then moved into place, so readers never see a half-written archive and a failed publish
+    leaves the published versions as they were.
+    """
+    module_dir = os.fspath(module_dir)
+    require_saved_model_dir(module_dir, module_dir)
+    dest = dest.rstrip("/")
+    fs, root = fsspec.core.url_to_fs(dest)
+    if version is None:
+        version = (max(versions(dest)) + 1) if versions(dest) else 1
+    version = str(version)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", version):
+        raise PublishError(f"Version {version!r} must be letters, digits, '.', '_' or '-'.")
+    name = f"{version}.tar.gz"
+    target = f"{root}/{name}"
+    if fs.exists(target):
+        raise PublishError(f"{dest}/{name} exists; published versions are immutable. Publish a new version.")
+    with tempfile.TemporaryDirectory(prefix="beam-hub-publish-") as tmp:
+        archive = os.path.join(tmp, name)
+        digest = pack(module_dir, archive)
+        sidecar = os.path.join(tmp, name + ".sha256")
+        with open(sidecar, "w", encoding="utf-8") as f:
+            f.write(f"{digest}  {name}\n")
+        fs.makedirs(root, exist_ok=True)
+        upload = f"{root}/.{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            fs.put_file(archive, upload)
+            if fs.exists(target):  # someone published this version meanwhile
+                raise PublishError(f"{dest}/{name} appeared while uploading; published versions are immutable.")
+            _move_into_place(fs, upload, target)
+        except FileExistsError:
+            raise PublishError(f"{dest}/{name} appeared while uploading; published versions are immutable.") from None
+        finally:
+            if fs.exists(upload):
+                fs.rm(upload)
+        fs.put_file(sidecar, f"{target}.sha256")  # after the archive: never beside another version's bytes
+    return f"{dest}/{name}"
+
+
+def _move_into_place(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
+    """Rename ``src`` to ``dst`` without replacing an existing ``dst`` where the filesystem allows."""
+    if isinstance(fs, LocalFileSystem):
+        os.link(src, dst)  # fails if dst exists: create-if-absent
+        os.unlink(src)
+        return
+    fs.mv(src, dst)

@@ -1,0 +1,1 @@
+"""`beam-hub serve`: host modules over HTTP with the TF Hub protocol."""

@@ -1,0 +1,161 @@
+"""The `beam-hub serve` web app (aiohttp): the TF Hub protocol, Range requests, doc pages."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import re
+import tempfile
+from typing import Any
+
+from aiohttp import web
+
+from beam_hub.serve.page import index_page, module_page
+from beam_hub.serve.store import Archive, Module, ModuleStore
+
+log = logging.getLogger("beam_hub.serve")
+CHUNK = 1 << 20
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+STORE = web.AppKey("store", ModuleStore)
+UNCOMPRESSED_BASE = web.AppKey("uncompressed_base", str)
+SPECS = web.AppKey("specs", dict)
+
+
+def create_app(root: str, *, pack_dir: str | None = None, uncompressed_base: str | None = None) -> web.Application:
+    """Serve every module under ``root`` at the URL path of its directory (or ``<path>.tar.gz``)."""
+    if not os.path.isdir(root):
+        raise NotADirectoryError(f"{root} is not a directory; `beam-hub serve` takes the folder holding the modules")
+    app = web.Application()
+    app[STORE] = ModuleStore(root, pack_dir or os.path.join(tempfile.gettempdir(), "beam_hub_serve_packs"))
+    app[UNCOMPRESSED_BASE] = (uncompressed_base or "").rstrip("/")
+    app[SPECS] = {}
+    app.router.add_get("/", _index)
+    app.router.add_get("/{path:.+}", _module)
+    return app
+
+
+def _base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+async def _index(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    modules = await asyncio.get_running_loop().run_in_executor(None, store.modules)
+    return web.Response(text=index_page(modules, _base_url(request)), content_type="text/html")
+
+
+async def _module(request: web.Request) -> web.StreamResponse:
+    store = request.app[STORE]
+    path = request.match_info["path"]
+    module = store.find(path)
+    if module is None:
+        return web.Response(status=404, text=f"No module at /{path.strip('/')}. The list of modules is at /.\n")
+    formats = [f.strip() for f in request.query.get("tf-hub-format", "").split(",") if f.strip()]
+    if not formats:
+        return await _page(request, module)
+    if "compressed" in formats:
+        archive = await asyncio.get_running_loop().run_in_executor(None, store.archive, module)
+        return await _send_archive(request, archive)
+    if "uncompressed" in formats:
+        base = request.app[UNCOMPRESSED_BASE]
+        if not base:
+            return web.Response(status=406, text="This server has no uncompressed mirror (start it with "
+                                                 "--uncompressed-base); ask for tf-hub-format=compressed.\n")
+        location = f"{base}/{module.path}"
+        return web.Response(status=303, text=location, headers={"Location": location})
+    return web.Response(status=400, text=f"Unknown tf-hub-format {formats}; this server offers "
+                                         "'compressed' and, with a mirror, 'uncompressed'.\n")
+
+
+async def _send_archive(request: web.Request, archive: Archive) -> web.StreamResponse:
+    etag = f'"{archive.sha256}"'
+    headers = {"ETag": etag, "Accept-Ranges": "bytes", "Content-Type": "application/x-gzip",
+               "Last-Modified": email.utils.formatdate(archive.mtime, usegmt=True)}
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        return web.Response(status=304, headers=headers)
+    start, end = 0, archive.size - 1
+    status = 200
+    wanted = request.headers.get("Range")
+    if_range = request.headers.get("If-Range")
+    if wanted and (if_range is None or if_range == etag):
+        match = _RANGE.match(wanted.strip())
+        if match and (match.group(1) or match.group(2)):
+            first, last = match.group(1), match.group(2)
+            if first:
+                start, end = int(first), min(int(last), archive.size - 1) if last else archive.size - 1
+            else:  # a suffix: the last N bytes
+                start = max(0, archive.size - int(last))
+            if start > end or start >= archive.size:
+                return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{archive.size}"})
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end}/{archive.size}"
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = end - start + 1
+    await response.prepare(request)
+    if request.method == "HEAD":
+        return response
+    loop = asyncio.get_running_loop()
+    with open(archive.file, "rb") as f:
+        f.seek(start)
+        left = end - start + 1
+        while left > 0:
+            block = await loop.run_in_executor(None, f.read, min(CHUNK, left))
+            if not block:
+                break
+            await response.write(block)
+            left -= len(block)
+    await response.write_eof()
+    return response
+
+
+async def _page(request: web.Request, module: Module) -> web.Response:
+    store = request.app[STORE]
+    loop = asyncio.get_running_loop()
+    archive = await loop.run_in_executor(None, store.archive, module)
+    readme = None
+    if module.directory and os.path.isfile(os.path.join(module.directory, "README.md")):
+        with open(os.path.join(module.directory, "README.md"), encoding="utf-8", errors="replace") as f:
+            readme = f.read()
+    signatures, error = await loop.run_in_executor(None, _signatures, request.app, module, archive)
+    url = f"{_base_url(request)}/{module.path}"
+    return web.Response(text=module_page(module, url, archive, readme, signatures, error), content_type="text/html")
+
+
+def _signatures(app: web.Application, module: Module, archive: Archive) -> tuple[dict[str, Any] | None, str | None]:
+    """The module's signature specs, loaded once per archive digest (imports TensorFlow)."""
+    cache = app[SPECS]
+    if archive.sha256 not in cache:
+        try:
+            from beam_hub.module import load
+
+            cache[archive.sha256] = (load(module.directory or archive.file).signatures, None)
+        except Exception as e:  # noqa: BLE001 - shown on the page
+            cache[archive.sha256] = (None, f"{type(e).__name__}: {e}")
+    return cache[archive.sha256]
+
+
+def serve(root: str, host: str = "127.0.0.1", port: int = 8080, *, uncompressed_base: str | None = None,
+          pack_dir: str | None = None, ready=print) -> None:
+    """Run the server until interrupted; ``ready`` gets one line with the URL once it listens."""
+    logging.basicConfig(format="%(asctime)s %(message)s")
+    log.setLevel(logging.INFO)  # one line per request, whatever the root logger's level
+    app = create_app(root, pack_dir=pack_dir, uncompressed_base=uncompressed_base)
+
+    async def main() -> None:
+        runner = web.AppRunner(app, access_log=log, access_log_format='%a "%r" %s %b %Tfs')
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()  # noqa: SLF001 - the port when 0 was asked for
+        ready(f"Serving {os.path.abspath(root)} at http://{bound[0]}:{bound[1]}/", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass

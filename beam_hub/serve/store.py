@@ -1,0 +1,101 @@
+"""The modules under a served ROOT: URL path <-> directory or pre-packed archive, packing, digests."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+from beam_hub.archive import file_sha256, pack
+from beam_hub.savedmodel import is_saved_model_dir
+
+SUFFIX = ".tar.gz"
+
+
+@dataclass(frozen=True)
+class Module:
+    path: str  # URL path without leading or trailing slash, e.g. "acme/fruit/1"
+    directory: str | None  # the module directory, if there is one
+    archive: str | None  # a pre-packed ROOT/<path>.tar.gz, if there is one
+
+
+@dataclass(frozen=True)
+class Archive:
+    file: str
+    size: int
+    mtime: float
+    sha256: str
+
+
+class ModuleStore:
+    """Finds modules under ``root`` and gives each one a reproducible tar.gz with its sha256.
+
+    A module is a directory holding saved_model.pb (served at its relative path) or a pre-packed
+    ``<path>.tar.gz``. Archives of directories are packed on first request into ``pack_dir`` and
+    kept; module versions are immutable, as publishing makes them.
+    """
+
+    def __init__(self, root: str, pack_dir: str) -> None:
+        self.root = os.path.realpath(root)
+        self.pack_dir = pack_dir
+        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._digests: dict[tuple[str, int, float], str] = {}
+
+    def find(self, url_path: str) -> Module | None:
+        """The module at ``url_path``, or None. Never looks outside ``root``."""
+        parts = [p for p in url_path.strip("/").split("/") if p]
+        if not parts or any(p in (".", "..") or p.startswith(".") or "\\" in p or "\0" in p for p in parts):
+            return None
+        rel = "/".join(parts)
+        directory = os.path.realpath(os.path.join(self.root, *parts))
+        archive = os.path.realpath(os.path.join(self.root, *parts[:-1], parts[-1] + SUFFIX))
+        inside = lambda p: p.startswith(self.root + os.sep)  # noqa: E731 - symlinks out of root are refused too
+        found_dir = directory if inside(directory) and is_saved_model_dir(directory) else None
+        found_archive = archive if inside(archive) and os.path.isfile(archive) else None
+        if not (found_dir or found_archive):
+            return None
+        return Module(rel, found_dir, found_archive)
+
+    def modules(self) -> list[Module]:
+        out = []
+        for dirpath, dirs, files in os.walk(self.root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            if rel != "." and "saved_model.pb" in files:
+                out.append(self.find(rel))
+                dirs[:] = []  # a module's own subdirectories are not modules
+                continue
+            for name in sorted(files):
+                if name.endswith(SUFFIX) and not name.startswith("."):
+                    path = name[: -len(SUFFIX)] if rel == "." else f"{rel}/{name[: -len(SUFFIX)]}"
+                    if not any(m and m.path == path for m in out):
+                        out.append(self.find(path))
+        return sorted((m for m in out if m), key=lambda m: m.path)
+
+    def archive(self, module: Module) -> Archive:
+        """The module's tar.gz (pre-packed, or packed once now) with its size and sha256."""
+        if module.archive:
+            return self._describe(module.archive)
+        target = os.path.join(self.pack_dir, *module.path.split("/")) + SUFFIX
+        with self._lock:
+            lock = self._locks.setdefault(target, threading.Lock())
+        with lock:
+            if not os.path.isfile(target):
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                pack(module.directory, target)  # atomic: a temp name, then rename
+        return self._describe(target)
+
+    def _describe(self, file: str) -> Archive:
+        st = os.stat(file)
+        key = (file, st.st_size, st.st_mtime)
+        digest = self._digests.get(key)
+        if digest is None:
+            sidecar = file + ".sha256"
+            if os.path.isfile(sidecar) and os.path.getmtime(sidecar) >= st.st_mtime:
+                with open(sidecar, encoding="utf-8") as f:
+                    digest = f.read().split()[0]
+            else:
+                digest = file_sha256(file)
+            self._digests[key] = digest
+        return Archive(file, st.st_size, st.st_mtime, digest)

@@ -1,0 +1,203 @@
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+import beam_hub
+from beam_hub.cache import Manifest
+from beam_hub.errors import DownloadError, IntegrityError
+from conftest import REPO
+
+X = np.array([[1, 2, 3]], np.float32)
+
+
+class Served:
+    def __init__(self, root: str, *extra: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "beam_hub", "serve", root, "--port", "0",
+                                      "--pack-dir", os.path.join(root, "..", "packs"), *extra],
+                                     cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("Serving "), self.proc.stderr.read() if self.proc.poll() is not None else line
+        self.url = line.split(" at ")[1].strip().rstrip("/")
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        _, err = self.proc.communicate(timeout=30)
+        return err
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, modules_dir, archives):
+    base = tmp_path_factory.mktemp("served")
+    root = base / "root"
+    shutil.copytree(modules_dir["fruit"], root / "acme" / "fruit" / "1")
+    (root / "acme" / "fruit" / "1" / "README.md").write_text("# Fruit\nTurns fruit into pets.\n")
+    (root / "acme" / "linear").mkdir(parents=True)
+    shutil.copy(archives["one_input"], root / "acme" / "linear" / "1.tar.gz")
+    (base / "secret.txt").write_text("outside the root")
+    os.symlink(modules_dir["one_input"], root / "acme" / "escape")
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def served(root):
+    s = Served(root)
+    yield s
+    log = s.stop()
+    assert '"GET /acme/fruit/1?tf-hub-format=compressed HTTP/1.1" 200' in log  # one line per request
+
+
+def get(url, headers=None, method="GET"):
+    req = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_tensorflow_hub_loads_from_serve(served):
+    hub = pytest.importorskip("tensorflow_hub")
+    m = hub.load(served.url + "/acme/fruit/1")
+    out = m.signatures["fruit_to_pet"](apples=X, oranges=X)
+    np.testing.assert_allclose(out["cats"].numpy(), X @ np.eye(3, 2))
+
+
+def test_beam_hub_resolves_from_serve_and_checks_the_etag(served, cache_dir):
+    module = beam_hub.load(served.url + "/acme/fruit/1")
+    status, headers, body = get(served.url + "/acme/fruit/1?tf-hub-format=compressed")
+    assert status == 200 and headers["ETag"] == f'"{hashlib.sha256(body).hexdigest()}"'
+    assert Manifest.read(module.path).archive_sha256 == hashlib.sha256(body).hexdigest()
+    assert headers["Content-Length"] == str(len(body)) and "Last-Modified" in headers
+    # pre-packed archives serve the same URL form
+    linear = beam_hub.load(served.url + "/acme/linear/1")
+    np.testing.assert_allclose(linear(X), [[14.0]])
+
+
+def test_packing_is_reproducible_across_requests(served):
+    a = get(served.url + "/acme/fruit/1?tf-hub-format=compressed")[2]
+    b = get(served.url + "/acme/fruit/1?tf-hub-format=compressed")[2]
+    assert a == b
+
+
+def test_head_range_and_conditional_requests(served):
+    url = served.url + "/acme/fruit/1?tf-hub-format=compressed"
+    _, headers, body = get(url)
+    status, h, empty = get(url, method="HEAD")
+    assert status == 200 and empty == b"" and h["Content-Length"] == str(len(body)) and h["ETag"] == headers["ETag"]
+    status, h, part = get(url, {"Range": "bytes=100-199"})
+    assert status == 206 and part == body[100:200] and h["Content-Range"] == f"bytes 100-199/{len(body)}"
+    status, _, tail = get(url, {"Range": "bytes=-50"})
+    assert status == 206 and tail == body[-50:]
+    status, _, whole = get(url, {"Range": "bytes=100-", "If-Range": '"not-the-etag"'})
+    assert status == 200 and whole == body  # changed content: the whole body again
+    assert get(url, {"Range": f"bytes={len(body)}-"})[0] == 416
+    assert get(url, {"If-None-Match": headers["ETag"]})[0] == 304
+
+
+def test_doc_pages(served):
+    status, headers, page = get(served.url + "/acme/fruit/1")
+    text = page.decode()
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "Turns fruit into pets." in text and "fruit_to_pet" in text and "apples: float32[?, 3]" in text
+    assert hashlib.sha256(get(served.url + "/acme/fruit/1?tf-hub-format=compressed")[2]).hexdigest() in text
+    assert "beam_hub.ApplyHubModule(" in text and "hub.load(" in text
+    index = get(served.url + "/")[2].decode()
+    assert "/acme/fruit/1" in index and "/acme/linear/1" in index
+
+
+def raw_get(url: str, path: str) -> bytes:
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize("path", ["/../secret.txt", "/acme/../../secret.txt", "/acme/%2e%2e/%2e%2e/secret.txt",
+                                  "/acme/escape?tf-hub-format=compressed", "/acme/fruit/1/saved_model.pb",
+                                  "/acme/nothing/here"])
+def test_unknown_paths_and_traversal_give_404(served, path):
+    response = raw_get(served.url, path)
+    assert response.split(b"\r\n")[0].split()[1] in (b"404", b"400"), response[:200]
+    assert b"outside the root" not in response
+
+
+def test_twenty_concurrent_downloads_are_identical(served):
+    url = served.url + "/acme/fruit/1?tf-hub-format=compressed"
+    digests = []
+
+    def fetch():
+        digests.append(hashlib.sha256(get(url)[2]).hexdigest())
+
+    threads = [threading.Thread(target=fetch) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(digests) == 20 and len(set(digests)) == 1
+
+
+def test_uncompressed_protocol(root, tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    shutil.copytree(os.path.join(root, "acme"), mirror / "acme", symlinks=True)
+    with_mirror = Served(root, "--uncompressed-base", f"file://{mirror}")
+    plain = Served(root)
+    try:
+        status, headers, body = get(with_mirror.url + "/acme/fruit/1?tf-hub-format=uncompressed")
+        assert body.decode() == f"file://{mirror}/acme/fruit/1"  # the 303's body names the location
+        monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", "UNCOMPRESSED")
+        assert beam_hub.resolve(with_mirror.url + "/acme/fruit/1") == str(mirror / "acme" / "fruit" / "1")
+        assert get(plain.url + "/acme/fruit/1?tf-hub-format=uncompressed")[0] == 406
+        with pytest.raises(DownloadError, match="offers no uncompressed format"):
+            beam_hub.resolve(plain.url + "/acme/fruit/1")
+        monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", "AUTO")
+        assert os.path.isfile(os.path.join(beam_hub.resolve(plain.url + "/acme/fruit/1"), "saved_model.pb"))
+    finally:
+        with_mirror.stop()
+        plain.stop()
+
+
+# --- resolver side, against the fault-injecting test server ---------------------------------------
+
+
+def test_broken_download_resumes_with_range(server, one_input_tgz, cache_dir, caplog):
+    import logging
+
+    url = server.add("/m", one_input_tgz, mode="break")
+    with caplog.at_level(logging.INFO, logger="beam_hub"):
+        path = beam_hub.resolve(url)
+    assert server.gets("/m") == 2
+    assert server.headers[-1]["Range"] == f"bytes={len(one_input_tgz) // 2}-"
+    assert "Resuming" in caplog.text
+    assert Manifest.read(path).archive_sha256 == hashlib.sha256(one_input_tgz).hexdigest()
+
+
+def test_broken_download_restarts_when_the_server_ignores_range(server, one_input_tgz, cache_dir, caplog):
+    import logging
+
+    url = server.add("/m", one_input_tgz, mode="norange")
+    with caplog.at_level(logging.INFO, logger="beam_hub"):
+        path = beam_hub.resolve(url)
+    assert server.gets("/m") == 2 and "Restarting" in caplog.text
+    assert Manifest.read(path).archive_sha256 == hashlib.sha256(one_input_tgz).hexdigest()
+
+
+def test_etag_mismatch_caches_nothing(server, one_input_tgz, cache_dir):
+    url = server.add("/m", one_input_tgz)
+    server.routes["/m"].etag = '"' + "0" * 64 + '"'
+    with pytest.raises(IntegrityError, match="ETag"):
+        beam_hub.resolve(url)
+    assert [n for n in os.listdir(cache_dir) if len(n) == 40] == []
+    server.routes["/m"].etag = f'"{hashlib.sha256(one_input_tgz).hexdigest()}"'
+    assert os.path.isdir(beam_hub.resolve(url))

@@ -129,7 +129,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from beam_hub.publish import publish
 
-    print(publish(args.dir, args.dest, version=args.version))
+    print(publish(args.dir, args.dest, version=args.version, extracted=args.extracted))
     return 0
 
 
@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("dest", help="any fsspec URL: a local directory, gs://bucket/models/name, ...")
     p.add_argument("--version", default=None, help="default: the next integer")
+    p.add_argument("--extracted", action="store_true", help="also upload the module directory as DEST/VERSION/")
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("pack", help="pack a module directory into a reproducible tar.gz")

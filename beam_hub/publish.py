@@ -31,14 +31,17 @@ def versions(dest: str) -> list[int]:
     return sorted(int(m.group(1)) for m in map(_VERSION.match, names) if m)
 
 
-def publish(module_dir: str | os.PathLike, dest: str, *, version: int | str | None = None) -> str:
+def publish(module_dir: str | os.PathLike, dest: str, *, version: int | str | None = None,
+            extracted: bool = False) -> str:
     """Pack ``module_dir`` and publish it as ``<dest>/<version>.tar.gz`` (plus ``.sha256``); return its handle.
 
     ``dest`` is any fsspec URL (a local directory, gs://bucket/models/name, ...) in the layout
     ``beam-hub serve`` reads. Versions are immutable: an existing version is never overwritten;
     with no ``version`` the next integer is used. The upload goes to a temporary name first and
     is then moved into place, so readers never see a half-written archive and a failed publish
-    leaves the published versions as they were.
+    leaves the published versions as they were. ``extracted=True`` also uploads the module
+    directory as ``<dest>/<version>/`` (a mirror for the protocol's uncompressed format), before
+    the archive, so a version's archive never appears without it.
     """
     module_dir = os.fspath(module_dir)
     require_saved_model_dir(module_dir, module_dir)
@@ -60,6 +63,8 @@ def publish(module_dir: str | os.PathLike, dest: str, *, version: int | str | No
         with open(sidecar, "w", encoding="utf-8") as f:
             f.write(f"{digest}  {name}\n")
         fs.makedirs(root, exist_ok=True)
+        if extracted:
+            _upload_directory(fs, module_dir, f"{root}/{version}")
         upload = f"{root}/.{name}.{uuid.uuid4().hex}.tmp"
         try:
             fs.put_file(archive, upload)
@@ -73,6 +78,18 @@ def publish(module_dir: str | os.PathLike, dest: str, *, version: int | str | No
                 fs.rm(upload)
         fs.put_file(sidecar, f"{target}.sha256")  # after the archive: never beside another version's bytes
     return f"{dest}/{name}"
+
+
+def _upload_directory(fs: fsspec.AbstractFileSystem, module_dir: str, target: str) -> None:
+    if fs.exists(target):
+        raise PublishError(f"{target} exists; published versions are immutable. Publish a new version.")
+    staging = f"{os.path.dirname(target)}/.{os.path.basename(target)}.{uuid.uuid4().hex}.tmp"
+    try:
+        fs.put(module_dir.rstrip("/") + "/", staging + "/", recursive=True)
+        fs.mv(staging, target, recursive=True)
+    finally:
+        if fs.exists(staging):
+            fs.rm(staging, recursive=True)
 
 
 def _move_into_place(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:

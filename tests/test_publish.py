@@ -55,3 +55,12 @@ def test_publish_command_line(one_input, tmp_path):
     assert out == f"{tmp_path}/m/1.tar.gz"
     proc = run_cli("publish", one_input, str(tmp_path / "m"), "--version", "1", check=False)
     assert proc.returncode == 2 and "immutable" in proc.stderr
+
+
+def test_extracted_directory_beside_the_archive(one_input, tmp_path):
+    dest = str(tmp_path / "m")
+    handle = beam_hub.publish(one_input, dest, extracted=True)
+    assert sorted(os.listdir(dest)) == ["1", "1.tar.gz", "1.tar.gz.sha256"]
+    assert sorted(os.listdir(os.path.join(dest, "1"))) == sorted(os.listdir(one_input))
+    assert beam_hub.resolve(os.path.join(dest, "1")) == os.path.join(dest, "1")
+    assert handle == f"{dest}/1.tar.gz"

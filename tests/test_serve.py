@@ -82,6 +82,15 @@ def test_beam_hub_resolves_from_serve_and_checks_the_etag(served, cache_dir):
     np.testing.assert_allclose(linear(X), [[14.0]])
 
 
+def test_sha256_pin_against_serve(served, cache_dir):
+    body = get(served.url + "/acme/fruit/1?tf-hub-format=compressed")[2]
+    with pytest.raises(IntegrityError, match="pins"):
+        beam_hub.resolve(served.url + "/acme/fruit/1#sha256=" + "1" * 64)
+    assert [n for n in os.listdir(cache_dir) if len(n) == 40] == []
+    good = served.url + "/acme/fruit/1#sha256=" + hashlib.sha256(body).hexdigest()
+    assert os.path.isfile(os.path.join(beam_hub.resolve(good), "saved_model.pb"))
+
+
 def test_packing_is_reproducible_across_requests(served):
     a = get(served.url + "/acme/fruit/1?tf-hub-format=compressed")[2]
     b = get(served.url + "/acme/fruit/1?tf-hub-format=compressed")[2]

@@ -55,7 +55,8 @@ def test_with_exception_handling(one_input):
                          | RunInference(beam_hub.HubModelHandler(one_input, min_batch_size=5, max_batch_size=5))
                            .with_exception_handling())
         # Beam's own semantics: the whole failing batch goes to failed_inferences, with the error
-        assert_that(other.failed_inferences | beam.Map(lambda f: (len(f[0]), "different shapes ((3,) x 4, (7,) x 1)" in str(f[1]))),
+        shapes = "different shapes ((3,) x 4, (7,) x 1)"
+        assert_that(other.failed_inferences | beam.Map(lambda f: (len(f[0]), shapes in str(f[1]))),
                     equal_to([(5, True)]), label="failed")
         assert_that(main, equal_to([]), label="main")
 

@@ -1,7 +1,6 @@
 import csv
 import glob
 import json
-import os
 import subprocess
 import sys
 

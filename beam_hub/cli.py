@@ -21,9 +21,9 @@ from beam_hub.errors import BeamHubError
 
 
 def _cache(args: argparse.Namespace):
-    from beam_hub.cache import LocalCache
+    from beam_hub.cache import open_cache
 
-    return LocalCache(args.cache_dir)
+    return open_cache(args.cache_dir)
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:

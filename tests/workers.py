@@ -17,3 +17,14 @@ def resolve(url, cache_dir):
     import beam_hub
 
     beam_hub.resolve(url, cache_dir=cache_dir)
+
+
+def resolve_tiered(barrier, url, cache_dir, local_cache_dir, queue):
+    import beam_hub
+
+    if barrier is not None:
+        barrier.wait(timeout=60)
+    try:
+        queue.put(("ok", beam_hub.resolve(url, cache_dir=cache_dir, local_cache_dir=local_cache_dir)))
+    except Exception as e:  # reported to the parent
+        queue.put(("error", f"{type(e).__name__}: {e}"))

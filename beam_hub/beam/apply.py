@@ -14,6 +14,7 @@ from apache_beam.metrics import Metrics
 
 from beam_hub.beam import columnar
 from beam_hub.beam.handler import METRICS_NAMESPACE, HubModelHandler
+from beam_hub.beam.options import HubOptions
 from beam_hub.beam.shared_model import acquire
 from beam_hub.errors import InputError
 
@@ -41,6 +42,10 @@ class ApplyHubModule(beam.PTransform):
     with ``as_dict=True``, a dict of arrays; ``output_key`` picks one output. Output arrays are
     read-only views into the batch's result (Beam elements must not be mutated in place).
 
+    ``cache_dir`` may be a shared ``gs://`` cache (then ``local_cache_dir`` is each worker's local
+    tier); unset, they come from the pipeline options ``--hub_cache_dir`` and
+    ``--hub_local_cache_dir``, else from the workers' environment.
+
     Batching uses Beam's ``BatchElements`` (adaptive between ``min_batch_size`` and
     ``max_batch_size``; more options through ``batch_kwargs``). ``large_model=True`` keeps one
     copy of the module per machine instead of per process. ``.with_exception_handling()`` turns
@@ -67,6 +72,7 @@ class ApplyHubModule(beam.PTransform):
         from_examples: bool = False,
         tags: Sequence[str] | None = None,
         cache_dir: str | os.PathLike | None = None,
+        local_cache_dir: str | os.PathLike | None = None,
         min_batch_size: int = 1,
         max_batch_size: int = 1024,
         large_model: bool = False,
@@ -81,7 +87,7 @@ class ApplyHubModule(beam.PTransform):
             raise ValueError("columns= (columnar batches) cannot be combined with keyed=True or from_examples=True")
         self.handler = HubModelHandler(
             handle, signature, output_key=output_key, as_dict=as_dict, from_examples=from_examples,
-            tags=tags, cache_dir=cache_dir, large_model=large_model,
+            tags=tags, cache_dir=cache_dir, local_cache_dir=local_cache_dir, large_model=large_model,
         )
         self._keyed = keyed
         self._batch_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size,
@@ -101,6 +107,8 @@ class ApplyHubModule(beam.PTransform):
         return f"ApplyHubModule({self.handler.handle})"
 
     def expand(self, pcoll: beam.PCollection) -> Any:
+        hub = pcoll.pipeline.options.view_as(HubOptions)
+        self.handler.with_cache_dirs(hub.hub_cache_dir, hub.hub_local_cache_dir)
         if self._columns is not None:
             if self._dead_letter:
                 raise ValueError("with_exception_handling() works per element; columnar batches fail whole")

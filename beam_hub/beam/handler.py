@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -35,6 +36,7 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
         from_examples: bool = False,
         tags: Sequence[str] | None = None,
         cache_dir: str | os.PathLike | None = None,
+        local_cache_dir: str | os.PathLike | None = None,
         min_batch_size: int | None = None,
         max_batch_size: int | None = None,
         large_model: bool = False,
@@ -44,12 +46,18 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
         super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size,
                          large_model=large_model, model_copies=model_copies, **kwargs)
         self._key = ModuleKey(os.fspath(handle), None if tags is None else tuple(tags),
-                              None if cache_dir is None else os.fspath(cache_dir))
+                              None if cache_dir is None else os.fspath(cache_dir),
+                              None if local_cache_dir is None else os.fspath(local_cache_dir))
         self.apply_spec = ApplySpec(signature, output_key, as_dict, from_examples)
 
     @property
     def module_key(self) -> ModuleKey:
         return self._key
+
+    def with_cache_dirs(self, cache_dir: str | None, local_cache_dir: str | None) -> None:
+        """Fill cache locations left unset (e.g. from pipeline options); set ones are kept."""
+        self._key = dataclasses.replace(self._key, cache_dir=self._key.cache_dir or cache_dir,
+                                        local_cache_dir=self._key.local_cache_dir or local_cache_dir)
 
     @property
     def handle(self) -> str:
@@ -71,7 +79,7 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
 
     def update_model_path(self, model_path: str | None = None) -> None:
         if model_path:
-            self._key = ModuleKey(model_path, self._key.tags, self._key.cache_dir)
+            self._key = dataclasses.replace(self._key, handle=model_path)
 
     def validate_inference_args(self, inference_args: Mapping[str, Any] | None) -> None:
         if inference_args:

@@ -22,15 +22,17 @@ class ModuleKey:
     handle: str
     tags: tuple[str, ...] | None = None
     cache_dir: str | None = None
+    local_cache_dir: str | None = None
 
     @property
     def tag(self) -> str:
-        return f"beam_hub:{self.handle}|{self.tags}|{self.cache_dir}"
+        return f"beam_hub:{self.handle}|{self.tags}|{self.cache_dir}|{self.local_cache_dir}"
 
     def load(self) -> LoadedModule:
         from beam_hub.module import load
 
-        return LoadedModule(load(self.handle, tags=None if self.tags is None else list(self.tags), cache_dir=self.cache_dir))
+        tags = None if self.tags is None else list(self.tags)
+        return LoadedModule(load(self.handle, tags=tags, cache_dir=self.cache_dir, local_cache_dir=self.local_cache_dir))
 
 
 @dataclass

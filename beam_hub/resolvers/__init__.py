@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from beam_hub.cache.local import LocalCache
+from beam_hub.cache.local import open_cache
 from beam_hub.errors import UnsupportedHandleError
 from beam_hub.handles import Handle, parse_handle
 from beam_hub.resolvers.archive import ArchiveResolver
@@ -37,17 +37,20 @@ def registered_resolvers() -> list[Resolver]:
         return list(_registry)
 
 
-def resolve(handle: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> str:
+def resolve(handle: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+            local_cache_dir: str | os.PathLike | None = None) -> str:
     """Return a local directory holding the module ``handle`` points at.
 
     Handles: a local directory or ``file://`` URL (used in place); a ``.tar.gz``/``.tgz``/``.tar``
     at a local path or any fsspec URL (extracted into the cache); a directory at any other fsspec
     URL such as ``gs://`` (copied into the cache); an ``http(s)://`` URL served with the TF Hub
     protocol (``?tf-hub-format=compressed``). ``cache_dir`` defaults to ``TFHUB_CACHE_DIR``, else
-    ``~/.cache/beam_hub``. Safe to call from many processes at once.
+    ``~/.cache/beam_hub``; a remote ``cache_dir`` (``gs://bucket/prefix``) is a cache shared by
+    every machine, in front of a local one at ``local_cache_dir`` (else BEAM_HUB_LOCAL_CACHE_DIR).
+    Safe to call from many processes, on many machines, at once.
     """
     parsed: Handle = parse_handle(handle)
-    cache = LocalCache(cache_dir)
+    cache = open_cache(cache_dir, local_cache_dir)
     for resolver in registered_resolvers():
         if resolver.is_supported(parsed):
             return resolver(parsed, cache)

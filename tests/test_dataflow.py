@@ -1,0 +1,41 @@
+"""The embedding job for Dataflow, offline: the job builds (--dry_run) and the --setup_file package."""
+
+import os
+import subprocess
+import sys
+import tarfile
+
+from conftest import REPO
+
+
+def test_embed_job_builds_for_dataflow_with_a_shared_cache():
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_hub.beam.options import HubOptions
+    from pipelines import embed
+
+    options = PipelineOptions([
+        "--input", os.path.join(REPO, "examples", "sentences.jsonl"), "--output", "gs://bucket/out/emb",
+        "--module", "gs://bucket/modules/all-MiniLM-L6-v2.tar.gz", "--hub_cache_dir", "gs://bucket/hub-cache",
+        "--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
+        "--temp_location", "gs://bucket/tmp", "--dry_run=True", "--no_auth"])
+    p = beam.Pipeline(options=options)
+    embed.build(p, options.view_as(embed.EmbedOptions))
+    result = p.run()
+    assert str(result.state) == "DONE"
+    names = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
+    for stage in ("Read", "Parse", "Embed/Batch", "Embed/Apply", "Write"):
+        assert any(n == stage or n.startswith(stage + "/") for n in names), sorted(names)
+    assert options.view_as(HubOptions).hub_cache_dir == "gs://bucket/hub-cache"  # reaches the workers
+
+
+def test_setup_file_package_holds_the_library_and_the_jobs(tmp_path):
+    # the command Beam's stager runs for --setup_file when `build` is not installed
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)], cwd=REPO, check=True,
+                   capture_output=True, timeout=300)
+    (sdist,) = [f for f in os.listdir(tmp_path) if f.endswith(".tar.gz")]
+    with tarfile.open(tmp_path / sdist) as tar:
+        members = tar.getnames()
+    for path in ("beam_hub/beam/apply.py", "beam_hub/models/minilm/tokenizer.py", "pipelines/embed.py", "pyproject.toml"):
+        assert any(m.endswith(path) for m in members), path

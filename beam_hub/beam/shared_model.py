@@ -13,6 +13,12 @@ from beam_hub.beam.batching import LoadedModule
 
 _registry_lock = threading.Lock()
 _registry: dict[str, shared.Shared] = {}
+_loads: dict[str, int] = {}  # tag -> loads in this process (for runners without metrics, e.g. Dask)
+
+
+def loads_in_this_process(handle: str) -> int:
+    """How many times this process loaded ``handle`` (any tags or cache): 1 after a normal run."""
+    return sum(n for tag, n in _loads.items() if tag.split("|", 1)[0] == f"beam_hub:{handle}")
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,8 @@ class ModuleKey:
         from beam_hub.module import load
 
         tags = None if self.tags is None else list(self.tags)
+        with _registry_lock:
+            _loads[self.tag] = _loads.get(self.tag, 0) + 1
         return LoadedModule(load(self.handle, tags=tags, cache_dir=self.cache_dir, local_cache_dir=self.local_cache_dir))
 
 

@@ -4,7 +4,8 @@ Starts a GCS API emulator (fake-gcs-server, in memory) and an origin HTTP server
 that counts the bytes it sends, then for N = 1, 4, 16 spawns N worker processes at once, each with
 its own empty local cache, resolving the same http handle: first through a shared gs:// cache,
 then with local caches only. Prints origin bytes (goal: 1 x the module size with the shared cache,
-whatever N) and the slowest and median worker's time to a resolved module.
+whatever N), the slowest and median worker's time to a resolved module, and the GCS requests (a
+counting proxy sits between the workers and the emulator).
 
     python bench/fanout.py [--mb 32] [--workers 1,4,16]
 """
@@ -49,6 +50,46 @@ class CountingHandler(http.server.SimpleHTTPRequestHandler):
             CountingHandler.sent += n
 
 
+class CountingProxy(http.server.BaseHTTPRequestHandler):
+    """Forwards every request to the GCS emulator and counts them (the GCS requests of a run)."""
+
+    protocol_version = "HTTP/1.1"
+    upstream = ""
+    requests = 0
+    lock = threading.Lock()
+
+    def log_message(self, *args):
+        pass
+
+    def _forward(self):
+        import http.client
+
+        with CountingProxy.lock:
+            CountingProxy.requests += 1
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        host = CountingProxy.upstream.split("//")[1]
+        conn = http.client.HTTPConnection(host, timeout=120)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        conn.request(self.command, self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (a timed-out poll): nothing to count twice
+        conn.close()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _forward
+
+
 def worker(barrier, url, cache_dir, local_dir, queue):
     import beam_hub
 
@@ -76,7 +117,10 @@ def start_gcs() -> subprocess.Popen:
             break
         except OSError:
             time.sleep(0.05)
-    os.environ["STORAGE_EMULATOR_HOST"] = url
+    CountingProxy.upstream = url
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CountingProxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{proxy.server_address[1]}"  # counted
     return proc
 
 
@@ -135,12 +179,13 @@ def main() -> None:
             for shared in (True, False):
                 gs.mkdir(f"fanout-{n}-{int(shared)}")
                 CountingHandler.sent = 0
+                CountingProxy.requests = 0
                 sub = os.path.join(work, f"run-{n}-{int(shared)}")
                 times = run(n, url, f"gs://fanout-{n}-{int(shared)}/cache" if shared else None, sub)
                 label = "shared gs:// cache" if shared else "local caches only"
                 print(f"  N={n:2d} {label:19s} origin {CountingHandler.sent / size:5.2f} x module "
                       f"({CountingHandler.sent / 2**20:7.1f} MB)   time to module: median "
-                      f"{statistics.median(times):.2f}s, slowest {max(times):.2f}s")
+                      f"{statistics.median(times):.2f}s, slowest {max(times):.2f}s   GCS requests {CountingProxy.requests}")
         httpd.shutdown()
     finally:
         gcs.terminate()

@@ -24,11 +24,14 @@ _LAZY = {
     "ApplyHubModule": "beam_hub.beam",
     "FailedElement": "beam_hub.beam",
     "HubModelHandler": "beam_hub.beam",
+    "FineTuneHubModule": "beam_hub.train.transforms",
+    "ExportHubModule": "beam_hub.train.transforms",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from beam_hub.beam import ApplyHubModule, FailedElement, HubModelHandler
     from beam_hub.module import HubModule, load
+    from beam_hub.train.transforms import ExportHubModule, FineTuneHubModule
     from beam_hub.signatures import SignatureSpec
 
 
@@ -44,7 +47,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ApplyHubModule",
+    "ExportHubModule",
     "FailedElement",
+    "FineTuneHubModule",
     "HubModelHandler",
     "Handle",
     "HubModule",

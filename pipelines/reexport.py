@@ -1,0 +1,178 @@
+"""The scheduled fine-tune-and-re-export job.
+
+    python -m pipelines.reexport --base HANDLE --train PATTERN --dest DEST --input-field F --label-field F
+        [--num-classes N | --regression] [--epochs N] [--learning-rate X] [any Beam pipeline option]
+
+Reads training records (JSONL, CSV, Parquet, or TFRecord files of tf.train.Examples), fine-tunes
+the base module on them, exports the result and publishes it as the next version under DEST. The
+last line printed is the new module's handle. Idempotent: each version records a fingerprint of
+its base module, training data and parameters; a run whose fingerprint matches a published
+version publishes nothing and prints that version's handle. Meant for cron.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+from typing import Any, Iterable, Sequence
+
+import apache_beam as beam
+import fsspec
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import beam_hub
+from beam_hub.cache import Manifest
+
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord",
+           ".tfrecords": "tfrecord"}
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    ap = argparse.ArgumentParser(prog="python -m pipelines.reexport", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--base", required=True, help="handle of the module to fine-tune")
+    ap.add_argument("--train", required=True, help="training data file pattern")
+    ap.add_argument("--dest", required=True, help="where versions are published (any fsspec URL)")
+    ap.add_argument("--input-field", required=True)
+    ap.add_argument("--label-field", required=True)
+    task = ap.add_mutually_exclusive_group(required=True)
+    task.add_argument("--num-classes", type=int, help="classification with N classes")
+    task.add_argument("--regression", action="store_true")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--learning-rate", type=float, default=1e-4)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--validation-fraction", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work-dir", default=None, help="temporary shards and the export (default: a temp dir)")
+    return ap.parse_known_args(argv)
+
+
+# --- fingerprint -------------------------------------------------------------------------------
+
+
+def _files(pattern: str) -> list[str]:
+    paths = sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+    if not paths:
+        raise FileNotFoundError(f"--train {pattern!r} matches no file")
+    return paths
+
+
+def fingerprint(args: argparse.Namespace) -> str:
+    """sha256 over the base module's files, the training files' bytes and the parameters."""
+    h = hashlib.sha256()
+    base = beam_hub.resolve(args.base)
+    manifest = Manifest.read(base) or Manifest.build(base, args.base)
+    h.update(json.dumps(manifest.files, sort_keys=True).encode())
+    for path in _files(args.train):
+        h.update(path.rsplit("/", 1)[-1].encode())
+        with FileSystems.open(path) as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+    params = {k: getattr(args, k) for k in ("input_field", "label_field", "num_classes", "regression", "epochs",
+                                             "learning_rate", "batch_size", "validation_fraction", "seed")}
+    h.update(json.dumps(params, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def published_with(dest: str, digest: str) -> str | None:
+    fs, root = fsspec.core.url_to_fs(dest)
+    try:
+        names = fs.ls(root, detail=False)
+    except FileNotFoundError:
+        return None
+    for path in sorted(names):
+        if path.endswith(".tar.gz.fingerprint") and fs.cat_file(path).decode().strip() == digest:
+            return f"{dest.rstrip('/')}/{path.rsplit('/', 1)[-1][: -len('.fingerprint')]}"
+    return None
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _csv(readable: fileio.ReadableFile) -> Iterable[dict[str, Any]]:
+    with readable.open() as raw:
+        yield from csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+
+
+def _example(record: bytes) -> dict[str, Any]:
+    import tensorflow as tf
+
+    out = {}
+    for name, feature in tf.train.Example.FromString(record).features.feature.items():
+        values = list(getattr(feature, feature.WhichOneof("kind")).value)
+        out[name] = values[0] if len(values) == 1 else values
+    return out
+
+
+def _typed(record: dict[str, Any], input_field: str, label_field: str, classification: bool) -> dict[str, Any]:
+    if input_field not in record or label_field not in record:
+        raise ValueError(f"training record lacks {input_field!r} or {label_field!r} (fields: {sorted(record)})")
+    value = record[input_field]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    label = record[label_field]
+    label = int(label) if classification else float(label)
+    return {input_field: value, label_field: label}
+
+
+def read(p: beam.Pipeline, pattern: str) -> beam.PCollection:
+    fmt = FORMATS.get(os.path.splitext(pattern)[1].lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the format of {pattern!r}; use .jsonl, .csv, .parquet or .tfrecord files")
+    if fmt == "jsonl":
+        return p | "Read" >> beam.io.ReadFromText(pattern) | "Parse" >> beam.Map(json.loads)
+    if fmt == "csv":
+        return p | "Match" >> fileio.MatchFiles(pattern) | "Open" >> fileio.ReadMatches() | "Rows" >> beam.FlatMap(_csv)
+    if fmt == "parquet":
+        return p | "Read" >> beam.io.ReadFromParquet(pattern)
+    return p | "Read" >> beam.io.ReadFromTFRecord(pattern) | "Parse" >> beam.Map(_example)
+
+
+# --- the job -----------------------------------------------------------------------------------
+
+
+def run(argv: Sequence[str] | None = None) -> str:
+    args, beam_args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    if not any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+        beam_args.append("--runner=FnApiRunner")
+    digest = fingerprint(args)
+    existing = published_with(args.dest, digest)
+    if existing:
+        logging.info("Nothing changed since %s (same base, data and parameters): publishing nothing", existing)
+        return existing
+    work = args.work_dir or tempfile.mkdtemp(prefix="beam-hub-reexport-")
+    classification = args.num_classes is not None
+    with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
+        _ = (read(p, args.train)
+             | "Typed" >> beam.Map(_typed, args.input_field, args.label_field, classification)
+             | "FineTune" >> beam_hub.FineTuneHubModule(
+                 args.base, input_key=args.input_field, label_key=args.label_field,
+                 head="classification" if classification else "regression", num_classes=args.num_classes,
+                 epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                 validation_fraction=args.validation_fraction, seed=args.seed, work_dir=work))
+    (module_dir,) = glob.glob(os.path.join(work, "module-*"))
+    handle = beam_hub.publish(module_dir, args.dest)
+    fs, _ = fsspec.core.url_to_fs(args.dest)
+    fs.pipe_file(fsspec.core.url_to_fs(handle + ".fingerprint")[1], digest.encode())
+    return handle
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for noisy in ("apache_beam", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    print(run(argv))  # the last line: the module's handle
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

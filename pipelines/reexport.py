@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import hashlib
 import io
 import json
@@ -52,7 +51,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--validation-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--work-dir", default=None, help="temporary shards and the export (default: a temp dir)")
+    ap.add_argument("--work-dir", default=None,
+                    help="temporary training shards (default: a local temp dir; on Dataflow a gs:// path)")
     return ap.parse_known_args(argv)
 
 
@@ -158,11 +158,18 @@ def run(argv: Sequence[str] | None = None) -> str:
                  args.base, input_key=args.input_field, label_key=args.label_field,
                  head="classification" if classification else "regression", num_classes=args.num_classes,
                  epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                 validation_fraction=args.validation_fraction, seed=args.seed, work_dir=work))
-    (module_dir,) = glob.glob(os.path.join(work, "module-*"))
-    handle = beam_hub.publish(module_dir, args.dest)
-    fs, _ = fsspec.core.url_to_fs(args.dest)
-    fs.pipe_file(fsspec.core.url_to_fs(handle + ".fingerprint")[1], digest.encode())
+                 validation_fraction=args.validation_fraction, seed=args.seed, work_dir=work)
+             | "Publish" >> beam_hub.ExportHubModule(args.dest)
+             | "Fingerprint" >> beam.Map(_record_fingerprint, digest))
+    handle = published_with(args.dest, digest)  # found through the fingerprint the workers wrote
+    if handle is None:
+        raise RuntimeError(f"the job finished but no version under {args.dest} carries fingerprint {digest}")
+    return handle
+
+
+def _record_fingerprint(handle: str, digest: str) -> str:
+    fs, path = fsspec.core.url_to_fs(handle + ".fingerprint")
+    fs.pipe_file(path, digest.encode())
     return handle
 
 

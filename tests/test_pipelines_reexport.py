@@ -59,3 +59,25 @@ def test_a_failed_run_leaves_published_versions_untouched(base, data, tmp_path):
     with pytest.raises(Exception, match="do not fit the module's input"):
         reexport.run(args(base, str(bad), dest))
     assert {f: open(os.path.join(dest, f), "rb").read() for f in os.listdir(dest)} == before
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "tfrecord"])
+def test_other_training_formats(base, tmp_path, fmt):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import tensorflow as tf
+
+    from beam_hub.train.finetune import to_example
+
+    path = str(tmp_path / f"train.{fmt}")
+    if fmt == "parquet":
+        pq.write_table(pa.table({"x": [x.tolist() for x in X[:300]], "label": Y[:300].tolist()}), path)
+    else:
+        with tf.io.TFRecordWriter(path) as w:
+            for x, y in zip(X[:300], Y[:300]):
+                w.write(to_example({"x": x, "label": int(y)}, "x", "label"))
+    dest = str(tmp_path / "models")
+    handle = reexport.run(["--base", base, "--train", path, "--dest", dest, "--input-field", "x",
+                           "--label-field", "label", "--num-classes", "2", "--epochs", "1"])
+    assert handle == f"{dest}/1.tar.gz"
+    assert beam_hub.load(handle)(X[:3]).shape == (3, 2)

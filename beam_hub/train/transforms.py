@@ -19,7 +19,9 @@ class FineTuneHubModule(beam.PTransform):
                                     num_classes=2) | ExportHubModule("gs://bucket/models/mine")
 
     The records are written to temporary TFRecord shards under ``work_dir`` and streamed from
-    there with tf.data (never collected in memory). The module's variables are trained with a head
+    there with tf.data (never collected in memory); on a distributed runner ``work_dir`` must be
+    shared (e.g. gs://bucket/tmp). The output is a local directory on the worker that trained:
+    follow with ExportHubModule to publish it. The module's variables are trained with a head
     on top (``"classification"`` with ``num_classes``, ``"regression"``, or your tf.Module/Keras
     layer), its ``regularization_losses`` added to the loss; early stopping watches a validation
     split. The result is itself a reusable hub module with a README.md of how it was made.
@@ -52,7 +54,8 @@ def _train_and_export(files: list[str], config: FineTuneConfig, work: str) -> st
     from beam_hub.train.finetune import export, train
 
     result = train(sorted(files), config)
-    return export(result, config, os.path.join(work, f"module-{uuid.uuid4().hex[:8]}"))
+    local = work if "://" not in work else tempfile.mkdtemp(prefix="beam-hub-finetuned-")
+    return export(result, config, os.path.join(local, f"module-{uuid.uuid4().hex[:8]}"))
 
 
 class ExportHubModule(beam.PTransform):

@@ -43,6 +43,23 @@ def build(path: str, layers: list[int]) -> str:
     return path
 
 
+def build_weights(path: str, mb: int) -> None:
+    """A module that is ``mb`` MB of incompressible weights behind a trivial signature (for I/O benchmarks)."""
+    import tensorflow as tf
+
+    class Weights(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable(np.random.default_rng(0).standard_normal(mb * 2**18, np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def serve(self, x):
+            return {"default": x * self.w[0]}
+
+    m = Weights()
+    tf.saved_model.save(m, path, signatures={"default": m.serve})
+
+
 def chunk(i: int) -> np.ndarray:
     """Chunk ``i`` of the input: cheap to make (one vectorised add), different for every i."""
     if not _BASE:

@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.request
 
-import numpy as np
+from _workload import build_weights
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 os.environ.setdefault("FSSPEC_GS_TOKEN", "anon")
@@ -124,22 +124,6 @@ def start_gcs() -> subprocess.Popen:
     return proc
 
 
-def build(path: str, mb: int) -> None:
-    import tensorflow as tf
-
-    class Weights(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.w = tf.Variable(np.random.default_rng(0).standard_normal(mb * 2**18, np.float32))
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
-        def serve(self, x):
-            return {"default": x * self.w[0]}
-
-    m = Weights()
-    tf.saved_model.save(m, path, signatures={"default": m.serve})
-
-
 def run(n: int, url: str, cache_dir: str | None, work: str) -> list[float]:
     ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(n), ctx.Queue()
@@ -165,7 +149,7 @@ def main() -> None:
 
         from beam_hub.archive import pack
 
-        build(os.path.join(work, "src"), args.mb)
+        build_weights(os.path.join(work, "src"), args.mb)
         os.makedirs(os.path.join(work, "www"))
         size = os.path.getsize(pack(os.path.join(work, "src"), os.path.join(work, "www", "m.tar.gz")) and
                                os.path.join(work, "www", "m.tar.gz"))

@@ -22,25 +22,9 @@ import threading
 import time
 import urllib.request
 
-import numpy as np
+from _workload import build_weights
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def build(path: str, mb: int) -> None:
-    import tensorflow as tf
-
-    class Weights(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.w = tf.Variable(np.random.default_rng(0).standard_normal(mb * 2**18, np.float32))
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
-        def serve(self, x):
-            return {"default": x * self.w[0]}
-
-    m = Weights()
-    tf.saved_model.save(m, path, signatures={"default": m.serve})
 
 
 def download(url: str) -> int:
@@ -61,7 +45,7 @@ def main() -> None:
     try:
         from beam_hub.archive import pack
 
-        build(os.path.join(work, "src"), args.mb)
+        build_weights(os.path.join(work, "src"), args.mb)
         root = os.path.join(work, "root", "acme", "weights")
         os.makedirs(root)
         archive = os.path.join(root, "1.tar.gz")

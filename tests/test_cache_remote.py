@@ -1,6 +1,5 @@
 """The shared cache tier against a real GCS API emulator (fake-gcs-server) on 127.0.0.1."""
 
-import glob
 import json
 import logging
 import multiprocessing
@@ -8,7 +7,6 @@ import os
 import signal
 import time
 
-import pytest
 
 import beam_hub
 from beam_hub.cache import Manifest, cache_key

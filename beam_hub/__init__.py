@@ -25,11 +25,16 @@ _LAZY = {
     "FailedElement": "beam_hub.beam",
     "HubModelHandler": "beam_hub.beam",
     "FineTuneHubModule": "beam_hub.train.transforms",
+    "KerasLayer": "beam_hub.keras_layer",
+    "HubTextEmbeddings": "beam_hub.beam.mltransform",
+    "HubImageEmbeddings": "beam_hub.beam.mltransform",
     "ExportHubModule": "beam_hub.train.transforms",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from beam_hub.beam import ApplyHubModule, FailedElement, HubModelHandler
+    from beam_hub.beam.mltransform import HubImageEmbeddings, HubTextEmbeddings
+    from beam_hub.keras_layer import KerasLayer
     from beam_hub.module import HubModule, load
     from beam_hub.train.transforms import ExportHubModule, FineTuneHubModule
     from beam_hub.signatures import SignatureSpec
@@ -50,7 +55,10 @@ __all__ = [
     "ExportHubModule",
     "FailedElement",
     "FineTuneHubModule",
+    "HubImageEmbeddings",
     "HubModelHandler",
+    "HubTextEmbeddings",
+    "KerasLayer",
     "Handle",
     "HubModule",
     "LocalCache",

@@ -160,3 +160,17 @@ def make_random_relu(path: str, hidden: int = 8, seed: int = 1) -> str:
 
     tf.saved_model.save(Base(), path)
     return path
+
+
+def make_image_module(path: str, size: int = 8) -> str:
+    """Images float32 [batch, size, size, 3] in [0, 1] -> their mean colour, [batch, 3]."""
+    import tensorflow as tf
+
+    class Image(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="images")])
+        def serve(self, images):
+            return {"default": tf.reduce_mean(images, axis=[1, 2])}
+
+    m = Image()
+    tf.saved_model.save(m, path, signatures={"default": m.serve})
+    return path

@@ -43,6 +43,22 @@ def test_embeddings_equal_sentence_transformers(minilm):
     assert np.abs(ours - theirs).max() < 1e-4
 
 
+@pytest.mark.parametrize("texts", [[""], ["a"], ["", ""], ["[MASK]"], ["ab", ""], []])
+def test_tiny_batches(minilm, texts):
+    """Batches with fewer characters than a special-token literal (a bug found by MLTransform)."""
+    from tokenizers import Tokenizer
+
+    from beam_hub.models.minilm.export import package_dir
+
+    hf = Tokenizer.from_file(str(package_dir() / "tokenizer.json"))
+    hf.enable_truncation(256)
+    hf.no_padding()
+    out = minilm(texts, signature="tokenize", as_dict=True)
+    assert [ids[m.astype(bool)].tolist() for ids, m in zip(out["input_ids"], out["attention_mask"])] == \
+        [hf.encode(t).ids for t in texts]
+    assert minilm(texts).shape == (len(texts), 384)
+
+
 def test_batch_composition_does_not_change_an_embedding(minilm):
     alone = minilm(["short text"])
     padded = minilm(["short text", "a much longer text " * 30])[:1]
@@ -90,7 +106,7 @@ def test_token_ids_equal_huggingface_tokenizers(minilm):
 def test_built_once_and_reused(minilm_cache):
     path = beam_hub.resolve(HANDLE, cache_dir=minilm_cache)
     manifest = Manifest.read(path)
-    assert manifest.source == "builtin build all-MiniLM-L6-v2/2"
+    assert manifest.source == "builtin build all-MiniLM-L6-v2/3"
     before = os.path.getmtime(os.path.join(path, "saved_model.pb"))
     assert beam_hub.resolve(HANDLE, cache_dir=minilm_cache) == path
     assert os.path.getmtime(os.path.join(path, "saved_model.pb")) == before

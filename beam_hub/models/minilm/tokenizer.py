@@ -72,8 +72,8 @@ class WordPieceTokenizer(tf.Module):
             for j, c in enumerate(pattern):
                 match &= padded[j:j + n] == c
             out = tf.where(match, tf.constant(SPECIAL_BASE + k, flat.dtype), out)
-            for j in range(1, len(pattern)):  # the rest of the literal goes
-                keep &= ~tf.concat([tf.zeros([j], tf.bool), match[: n - j]], 0)
+            for j in range(1, len(pattern)):  # the rest of the literal goes: match shifted right by j
+                keep &= ~tf.concat([tf.zeros([j], tf.bool), match], 0)[:n]
         return tf.ragged.boolean_mask(cps.with_flat_values(out), cps.with_flat_values(keep))
 
     def _normalize(self, cps: tf.RaggedTensor) -> tf.RaggedTensor:
@@ -155,7 +155,9 @@ class WordPieceTokenizer(tf.Module):
             (tf.constant(0), starts, lengths > self.max_word_chars,
              tf.TensorArray(tf.int64, size=0, dynamic_size=True, element_shape=[None])),
         )
-        per_word = tf.concat([tf.transpose(emitted.stack()), tf.fill([n_words, 1], tf.constant(-1, tf.int64))], 1)
+        steps = tf.cond(emitted.size() > 0, lambda: tf.transpose(emitted.stack()),
+                        lambda: tf.zeros([n_words, 0], tf.int64))  # no words at all: nothing was stacked
+        per_word = tf.concat([steps, tf.fill([n_words, 1], tf.constant(-1, tf.int64))], 1)
         # [UNK] for words with no match or over the length limit; a marked special is its token
         special_ids = tf.constant([token_id for _, token_id in self.specials], tf.int64)
         first_char = tf.gather(tf.concat([chars, [0]], 0), tf.minimum(starts, tf.size(chars, out_type=tf.int64)))

@@ -1,4 +1,8 @@
-"""ApplyHubModule on Beam's DaskRunner: a second real distributed engine (dask.distributed on 127.0.0.1)."""
+"""ApplyHubModule on Beam's DaskRunner: a second real distributed engine (dask.distributed on 127.0.0.1).
+
+Beam's DaskRunner drops finish_bundle output, which BatchElements relies on; on that runner
+ApplyHubModule batches after a shuffle instead, so every element still comes out.
+"""
 
 import os
 
@@ -47,7 +51,7 @@ def test_apply_hub_module_on_dask(cluster, one_input, tmp_path):
        | beam.MapTuple(record))
     p.run().wait_until_finish()
     lines = [open(out_dir / f).read().split() for f in os.listdir(out_dir)]
-    assert len(lines) >= 250 and all(float(v) == 6.0 * int(k) for k, v, _, _ in lines)  # every output right
+    assert sorted((int(k), float(v)) for k, v, _, _ in lines) == [(i, 6.0 * i) for i in range(300)]
     per_process = {pid: int(loads) for _, _, pid, loads in lines}
     assert set(per_process.values()) == {1}  # every worker process that applied the module loaded it once
     assert int(os.getpid()) not in {int(pid) for pid in per_process}  # it ran in the workers, not here

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 import os
 import time
 from typing import Any, Mapping, NamedTuple, Sequence
@@ -114,7 +115,15 @@ class ApplyHubModule(beam.PTransform):
                 raise ValueError("with_exception_handling() works per element; columnar batches fail whole")
             return pcoll | "ApplyColumns" >> beam.ParDo(
                 _ColumnarDoFn(self.handler, self._columns, self._output_column, self._max_rows))
-        batches = pcoll | "Batch" >> beam.BatchElements(**self._batch_kwargs)
+        if _drops_finish_bundle_output(pcoll.pipeline):
+            # BatchElements emits its last batch in finish_bundle, which this runner drops:
+            # batch after a shuffle instead (every batch is emitted from process()).
+            batches = (pcoll
+                       | "SpreadForBatches" >> beam.Map(lambda e: (random.randrange(_SHUFFLE_KEYS), e))
+                       | "GroupForBatches" >> beam.GroupByKey()
+                       | "Batch" >> beam.FlatMap(_chunks, self._batch_kwargs["max_batch_size"]))
+        else:
+            batches = pcoll | "Batch" >> beam.BatchElements(**self._batch_kwargs)
         dofn = _ApplyDoFn(self.handler, keyed=self._keyed, dead_letter=self._dead_letter)
         if not self._dead_letter:
             return batches | "Apply" >> beam.ParDo(dofn)
@@ -263,6 +272,25 @@ def _length_order(batch: Any, mapping: Mapping[str, str], spec: Any) -> np.ndarr
         lengths = pc.binary_length(values.cast("binary") if not str(values.type).endswith("binary") else values)
         return np.argsort(lengths.to_numpy(zero_copy_only=False), kind="stable")
     return np.argsort(np.fromiter(map(len, batch[col]), dtype=np.int64, count=n), kind="stable")
+
+
+_SHUFFLE_KEYS = 64
+
+
+def _drops_finish_bundle_output(pipeline: beam.Pipeline) -> bool:
+    """Beam's DaskRunner (2.77) loses what DoFns emit in finish_bundle."""
+    return type(pipeline.runner).__name__ == "DaskRunner"
+
+
+def _chunks(keyed: tuple[int, Any], size: int):
+    batch: list[Any] = []
+    for element in keyed[1]:
+        batch.append(element)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class _Progress:

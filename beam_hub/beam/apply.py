@@ -96,7 +96,6 @@ class ApplyHubModule(beam.PTransform):
         self._dead_letter = False
         self._columns = columns
         self._output_column = output_column
-        self._max_rows = max_batch_size
 
     def with_exception_handling(self) -> "ApplyHubModule":
         """Return a copy whose result unpacks as ``outputs, failed`` (a failed element never stops the job)."""
@@ -114,7 +113,7 @@ class ApplyHubModule(beam.PTransform):
             if self._dead_letter:
                 raise ValueError("with_exception_handling() works per element; columnar batches fail whole")
             return pcoll | "ApplyColumns" >> beam.ParDo(
-                _ColumnarDoFn(self.handler, self._columns, self._output_column, self._max_rows))
+                _ColumnarDoFn(self.handler, self._columns, self._output_column, self._batch_kwargs["max_batch_size"]))
         if _drops_finish_bundle_output(pcoll.pipeline):
             # BatchElements emits its last batch in finish_bundle, which this runner drops:
             # batch after a shuffle instead (every batch is emitted from process()).

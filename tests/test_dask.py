@@ -49,7 +49,9 @@ def test_apply_hub_module_on_dask(cluster, one_input, tmp_path):
     (p | beam.Create(rows)
        | beam_hub.ApplyHubModule(str(handle), keyed=True, max_batch_size=16)
        | beam.MapTuple(record))
-    p.run().wait_until_finish()
+    result = p.run()
+    result.wait_until_finish()
+    result.client.close()  # else it keeps reconnecting to the closed cluster
     lines = [open(out_dir / f).read().split() for f in os.listdir(out_dir)]
     assert sorted((int(k), float(v)) for k, v, _, _ in lines) == [(i, 6.0 * i) for i in range(300)]
     per_process = {pid: int(loads) for _, _, pid, loads in lines}
@@ -73,5 +75,7 @@ def test_dask_runner_keeps_batch_elements_last_batches(cluster, tmp_path):
         f"--dask_client_address={cluster.scheduler_address}", "--dask_npartitions=6"]))
     _ = (p | beam.Create(list(range(300))) | beam.BatchElements(min_batch_size=16, max_batch_size=16)
            | beam.FlatMap(lambda batch: batch) | beam.Map(record))
-    p.run().wait_until_finish()
+    result = p.run()
+    result.wait_until_finish()
+    result.client.close()  # else it keeps reconnecting to the closed cluster
     assert len(os.listdir(out)) == 300

@@ -127,3 +127,60 @@ def test_a_killed_lock_owner_is_taken_over(server, one_input_tgz, bucket, gcs, t
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
     assert time.monotonic() - start < 60  # bounded by the TTL, not a hang
     assert server.gets("/m") == 2 and not gcs.exists(lock)
+
+
+def test_a_forbidden_bucket_falls_back(server, one_input_tgz, gcs, tmp_path, monkeypatch):
+    """Behind a proxy that answers 403 for one bucket (the emulator itself has no permissions)."""
+    import http.client
+    import http.server
+    import threading
+
+    upstream = os.environ["STORAGE_EMULATOR_HOST"].split("//")[1]
+
+    class Forbidding(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def handle_any(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            if "forbidden-bucket" in self.path:
+                data = json.dumps({"error": {"code": 403, "message": "caller lacks storage.objects.get"}}).encode()
+                self.send_response(403)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            conn = http.client.HTTPConnection(upstream, timeout=60)
+            conn.request(self.command, self.path, body=body,
+                         headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+            resp = conn.getresponse()
+            data = resp.read()
+            self.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forbidding)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    url = server.add("/m", one_input_tgz)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{proxy.server_address[1]}")  # for the child
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=workers.resolve_tiered,
+                        args=(None, url, "gs://forbidden-bucket/cache", str(tmp_path / "local"), queue))
+    child.start()
+    status, path = queue.get(timeout=120)
+    child.join(timeout=60)
+    proxy.shutdown()
+    assert status == "ok", path
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert server.gets("/m") == 1

@@ -149,22 +149,27 @@ def run(argv: Sequence[str] | None = None) -> str:
     if existing:
         logging.info("Nothing changed since %s (same base, data and parameters): publishing nothing", existing)
         return existing
-    work = args.work_dir or tempfile.mkdtemp(prefix="beam-hub-reexport-")
-    classification = args.num_classes is not None
     with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
-        _ = (read(p, args.train)
-             | "Typed" >> beam.Map(_typed, args.input_field, args.label_field, classification)
-             | "FineTune" >> beam_hub.FineTuneHubModule(
-                 args.base, input_key=args.input_field, label_key=args.label_field,
-                 head="classification" if classification else "regression", num_classes=args.num_classes,
-                 epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                 validation_fraction=args.validation_fraction, seed=args.seed, work_dir=work)
-             | "Publish" >> beam_hub.ExportHubModule(args.dest)
-             | "Fingerprint" >> beam.Map(_record_fingerprint, digest))
+        build(p, args, digest)
     handle = published_with(args.dest, digest)  # found through the fingerprint the workers wrote
     if handle is None:
         raise RuntimeError(f"the job finished but no version under {args.dest} carries fingerprint {digest}")
     return handle
+
+
+def build(p: beam.Pipeline, args: argparse.Namespace, digest: str) -> beam.PCollection:
+    """Read, fine-tune, publish, record the fingerprint: the whole job, on any runner."""
+    work = args.work_dir or tempfile.mkdtemp(prefix="beam-hub-reexport-")
+    classification = args.num_classes is not None
+    return (read(p, args.train)
+            | "Typed" >> beam.Map(_typed, args.input_field, args.label_field, classification)
+            | "FineTune" >> beam_hub.FineTuneHubModule(
+                args.base, input_key=args.input_field, label_key=args.label_field,
+                head="classification" if classification else "regression", num_classes=args.num_classes,
+                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                validation_fraction=args.validation_fraction, seed=args.seed, work_dir=work)
+            | "Publish" >> beam_hub.ExportHubModule(args.dest)
+            | "Fingerprint" >> beam.Map(_record_fingerprint, digest))
 
 
 def _record_fingerprint(handle: str, digest: str) -> str:

@@ -39,3 +39,25 @@ def test_setup_file_package_holds_the_library_and_the_jobs(tmp_path):
         members = tar.getnames()
     for path in ("beam_hub/beam/apply.py", "beam_hub/models/minilm/tokenizer.py", "pipelines/embed.py", "pyproject.toml"):
         assert any(m.endswith(path) for m in members), path
+
+
+def test_reexport_job_builds_for_dataflow(tmp_path):
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines import reexport
+
+    train = tmp_path / "train.jsonl"  # local: building the graph matches the input pattern now
+    train.write_text('{"x": [1.0, 2.0], "y": 1}\n')
+    args, beam_args = reexport.parse_args([
+        "--base", "gs://bucket/models/base/1.tar.gz", "--train", str(train),
+        "--dest", "gs://bucket/models/tuned", "--input-field", "x", "--label-field", "y", "--num-classes", "2",
+        "--work-dir", "gs://bucket/tmp/reexport",
+        "--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
+        "--temp_location", "gs://bucket/tmp", "--dry_run=True", "--no_auth"])
+    p = beam.Pipeline(options=PipelineOptions(beam_args))
+    reexport.build(p, args, "0" * 64)
+    assert str(p.run().state) == "DONE"
+    names = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
+    for stage in ("Read", "Typed", "FineTune/WriteShards", "FineTune/Train", "Publish", "Fingerprint"):
+        assert any(n == stage or n.startswith(stage + "/") for n in names), sorted(names)

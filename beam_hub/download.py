@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import random
 import re
@@ -61,7 +60,7 @@ class Received:
 
 
 class _Counting:
-    """Counts bytes into a sink and looks like a writable file to fsspec."""
+    """Counts the bytes a sink receives."""
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
@@ -72,20 +71,15 @@ class _Counting:
         self.received += len(data)
         return len(data)
 
-    def read(self, *_args: Any):  # fsspec.utils.isfilelike wants read/tell/close
-        raise io.UnsupportedOperation("write-only")
-
-    def tell(self) -> int:
-        return self.received
-
-    def close(self) -> None:
-        pass
-
     def abort(self) -> None:
         try:
             self.sink.abort()
         except Exception:  # noqa: BLE001 - the original error matters more
             log.debug("sink abort failed", exc_info=True)
+
+
+def _not_found(what: str, error: FileNotFoundError) -> ModuleNotFoundAtHandleError:
+    return ModuleNotFoundAtHandleError(f"Nothing found at {what} ({error}). Check the handle's spelling and version.")
 
 
 def stream(url: str, open_sink: Callable[[], Sink], *, what: str | None = None,
@@ -117,7 +111,7 @@ def stream(url: str, open_sink: Callable[[], Sink], *, what: str | None = None,
             raise e.error from None
         except FileNotFoundError as e:
             counting.abort()
-            raise ModuleNotFoundAtHandleError(f"Nothing found at {what} ({e}). Check the handle's spelling and version.") from e
+            raise _not_found(what, e) from e
         except Exception as e:  # noqa: BLE001 - classified below
             if not _retryable(e):
                 counting.abort()
@@ -205,7 +199,7 @@ def _stream_fsspec(url: str, open_sink: Callable[[], Sink], what: str, storage_o
         raise e.error from None
     except FileNotFoundError as e:
         counting.abort()
-        raise ModuleNotFoundAtHandleError(f"Nothing found at {what} ({e}). Check the handle's spelling.") from e
+        raise _not_found(what, e) from e
     except BaseException:
         counting.abort()
         raise

@@ -66,6 +66,7 @@ class KerasLayer(keras.layers.Layer):
                 name=re.sub(r"[^A-Za-z0-9_]", "_", variable.name.split(":")[0]) or f"variable_{i}",
             ))
         self._regularization_losses = list(self._module.regularization_losses)
+        self._call_takes_training = self.signature is None and self._takes_training()  # once, not per call
         self.built = True
 
     def call(self, inputs: Any, training: Any = None) -> Any:
@@ -74,7 +75,7 @@ class KerasLayer(keras.layers.Layer):
                                 output_key=self.output_key, numpy=False)
         training = bool(training) and self.trainable
         fn = self._module.saved_model
-        outputs = fn(inputs, training=training, **self.arguments) if self._takes_training() else fn(inputs, **self.arguments)
+        outputs = fn(inputs, training=training, **self.arguments) if self._call_takes_training else fn(inputs, **self.arguments)
         if self.trainable and training:
             for loss in self._regularization_losses:
                 self.add_loss(loss())

@@ -6,7 +6,6 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 import beam_hub
-from beam_hub.errors import InputError
 from conftest import counters, run_pipeline
 
 W = np.array([1.0, 2.0, 3.0], np.float32)
@@ -196,7 +195,3 @@ def test_large_model_keeps_one_copy_per_machine(one_input):
 
     metrics = counters(run_pipeline(build))
     assert metrics["inference_elements"] == 20
-
-
-def test_error_types_are_importable():
-    assert issubclass(InputError, ValueError)

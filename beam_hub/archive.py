@@ -15,12 +15,11 @@ from typing import BinaryIO, Callable
 
 from beam_hub import settings
 from beam_hub.errors import IntegrityError, UnsafeArchiveError
+from beam_hub.files import PRIVATE_FILES, FileRecord, FileRecords, file_sha256
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 MAX_MEMBERS = 1_000_000
 _CHUNK = 1 << 20
-#: Files beam-hub keeps inside a cache entry that are not part of the module.
-PRIVATE_FILES = frozenset({".beam_hub_manifest.json"})
 
 
 def is_archive_name(path: str) -> bool:
@@ -101,7 +100,7 @@ def safe_extract(source: str | os.PathLike | BinaryIO, dest: str, *, what: str,
     sniff(reader.peek_head(), what)
     cap = settings.max_extract_bytes() if max_bytes is None else max_bytes
     dest = os.path.abspath(dest)
-    files: dict[str, dict[str, int | str]] = {}
+    files: FileRecords = {}
     total = 0
     count = 0
     try:
@@ -134,7 +133,7 @@ def safe_extract(source: str | os.PathLike | BinaryIO, dest: str, *, what: str,
 @dataclass
 class ExtractedFiles:
     archive_sha256: str
-    files: dict[str, dict[str, int | str]]  # relative path -> {"size", "sha256"}
+    files: FileRecords
 
 
 def _check_member(member: tarfile.TarInfo, dest: str, what: str) -> tarfile.TarInfo:
@@ -153,7 +152,7 @@ def _check_member(member: tarfile.TarInfo, dest: str, what: str) -> tarfile.TarI
         raise UnsafeArchiveError(f"{what}: unsafe member {member.name!r}: {e}") from None
 
 
-def _write_member(src: BinaryIO | None, target: str, member: tarfile.TarInfo, what: str) -> dict[str, int | str]:
+def _write_member(src: BinaryIO | None, target: str, member: tarfile.TarInfo, what: str) -> FileRecord:
     digest = hashlib.sha256()
     written = 0
     with open(target, "wb") as out:
@@ -164,7 +163,7 @@ def _write_member(src: BinaryIO | None, target: str, member: tarfile.TarInfo, wh
     if written != member.size:
         raise IntegrityError(f"{what}: member {member.name!r} is cut short ({written} of {member.size} bytes).")
     os.chmod(target, (member.mode or 0o644) & 0o755 | 0o600)
-    return {"size": written, "sha256": digest.hexdigest()}
+    return FileRecord(written, digest.hexdigest())
 
 
 def hoist_single_root(dest: str, is_module: Callable[[str], bool]) -> str:
@@ -178,14 +177,6 @@ def hoist_single_root(dest: str, is_module: Callable[[str], bool]) -> str:
         if is_module(inner):
             return inner
     return dest
-
-
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _members(src_dir: str) -> list[tuple[str, str]]:
@@ -221,7 +212,7 @@ def pack(src_dir: str, out_path: str, *, mtime: int | None = None, compresslevel
     if not os.path.isdir(src_dir):
         raise NotADirectoryError(f"{src_dir} is not a directory; `pack` takes a module directory.")
     if mtime is None:
-        mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+        mtime = settings.source_date_epoch()
     out_path = os.path.abspath(out_path)
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     tmp = f"{out_path}.{uuid.uuid4().hex}.tmp"

@@ -21,9 +21,12 @@ from beam_hub.errors import BeamHubError
 
 
 def _cache(args: argparse.Namespace):
+    """The local cache the management commands work on (the local tier of a shared cache)."""
     from beam_hub.cache import open_cache
+    from beam_hub.cache.tiered import TieredCache
 
-    return open_cache(args.cache_dir)
+    cache = open_cache(args.cache_dir)
+    return cache.local if isinstance(cache, TieredCache) else cache
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:

@@ -1,4 +1,8 @@
-"""Streaming downloads through fsspec: timeouts, retries, resuming with Range, a length check."""
+"""Streaming downloads: timeouts, retries, resuming with Range, a length check.
+
+http(s) goes through :mod:`beam_hub.http_stream` (aiohttp, checked redirects); every other
+protocol through fsspec (gcsfs, s3fs, ... retry on their own).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,13 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import fsspec
 
 from beam_hub import settings
 from beam_hub.errors import BeamHubError, DownloadError, ModuleNotFoundAtHandleError, TruncatedDownloadError
+from beam_hub.http_stream import HttpResponse, HttpStatusError, open_url
 from beam_hub.progress import download_callback
 from beam_hub.sinks import Sink, SinkFailed
 
@@ -23,26 +28,14 @@ _HTTP = ("http", "https")
 _CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _SHA256_ETAG = re.compile(r'^(?:W/)?"?([0-9a-fA-F]{64})"?$')
-
-
-def http_filesystem() -> fsspec.AbstractFileSystem:
-    """fsspec's HTTP filesystem with connect and read timeouts from the settings."""
-    import aiohttp
-
-    timeout = aiohttp.ClientTimeout(
-        total=None,
-        connect=settings.connect_timeout(),
-        sock_connect=settings.connect_timeout(),
-        sock_read=settings.read_timeout(),
-    )
-    return fsspec.filesystem("http", client_kwargs={"timeout": timeout})
+_MAX_LOCATION_BYTES = 64 << 10
 
 
 def _retryable(exc: BaseException) -> bool:
     """Connection problems, timeouts, truncated bodies and 5xx are worth another try; 4xx not."""
     import aiohttp
 
-    if isinstance(exc, aiohttp.ClientResponseError):
+    if isinstance(exc, HttpStatusError):
         return exc.status >= 500 or exc.status in (408, 429)
     return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ConnectionError,
                             TruncatedDownloadError))
@@ -59,17 +52,25 @@ class Received:
     resumed: int = 0  # how many times a broken transfer went on with a Range request
 
 
-class _Counting:
-    """Counts the bytes a sink receives."""
+@dataclass
+class _Transfer:
+    """One download across its attempts: where the bytes go and what the server promised."""
 
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-        self.received = 0
+    sink: Sink
+    received: int = 0
+    etag: str | None = None
+    total: int | None = None  # Content-Length of the whole body, when the server sent one
+    resumed: int = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes) -> None:
         self.sink.write(data)
         self.received += len(data)
-        return len(data)
+
+    def restart(self, open_sink: Callable[[], Sink]) -> None:
+        """Throw away what arrived and start again in a fresh sink."""
+        self.abort()
+        self.sink = open_sink()
+        self.received = 0
 
     def abort(self) -> None:
         try:
@@ -77,8 +78,12 @@ class _Counting:
         except Exception:  # noqa: BLE001 - the original error matters more
             log.debug("sink abort failed", exc_info=True)
 
+    def result(self) -> Received:
+        match = _SHA256_ETAG.match(self.etag or "")
+        return Received(self.sink, self.received, match.group(1).lower() if match else None, self.resumed)
 
-def _not_found(what: str, error: FileNotFoundError) -> ModuleNotFoundAtHandleError:
+
+def _not_found(what: str, error: BaseException) -> ModuleNotFoundAtHandleError:
     return ModuleNotFoundAtHandleError(f"Nothing found at {what} ({error}). Check the handle's spelling and version.")
 
 
@@ -95,36 +100,31 @@ def stream(url: str, open_sink: Callable[[], Sink], *, what: str | None = None,
     what = what or url
     if fsspec.utils.get_protocol(url) not in _HTTP:
         return _stream_fsspec(url, open_sink, what, storage_options or {})
-    fs = http_filesystem()
     attempts = 1 + max(0, settings.download_retries())
-    counting = _Counting(open_sink())
-    state: dict[str, Any] = {"etag": None, "total": None, "resumed": 0}
+    transfer = _Transfer(open_sink())
     for attempt in range(1, attempts + 1):
         try:
-            counting = _http_attempt(fs, url, counting, open_sink, state, what)
-            counting.sink.finish()
-            match = _SHA256_ETAG.match(state["etag"] or "")
-            return Received(counting.sink, counting.received, match.group(1).lower() if match else None,
-                            state["resumed"])
+            _http_attempt(url, transfer, open_sink, what)
+            transfer.sink.finish()
+            return transfer.result()
         except SinkFailed as e:
-            counting.abort()
+            transfer.abort()
             raise e.error from None
-        except FileNotFoundError as e:
-            counting.abort()
-            raise _not_found(what, e) from e
         except Exception as e:  # noqa: BLE001 - classified below
+            if isinstance(e, HttpStatusError) and e.status == 404:
+                transfer.abort()
+                raise _not_found(what, e) from None
             if not _retryable(e):
-                counting.abort()
-                status = getattr(e, "status", None)
-                if status is None:
-                    raise
-                raise DownloadError(
-                    f"Downloading {what} failed with HTTP {status}: {getattr(e, 'message', e)}. "
-                    + ("Check access rights or credentials for this URL." if status in (401, 403) else
-                       "This is a client error; retrying will not help. Check the URL.")
-                ) from e
+                transfer.abort()
+                if isinstance(e, HttpStatusError):
+                    raise DownloadError(
+                        f"Downloading {what} failed with {e}. "
+                        + ("Check access rights or credentials for this URL." if e.status in (401, 403) else
+                           "This is a client error; retrying will not help. Check the URL.")
+                    ) from None
+                raise
             if attempt == attempts:
-                counting.abort()
+                transfer.abort()
                 if isinstance(e, BeamHubError):
                     raise
                 raise DownloadError(
@@ -134,98 +134,97 @@ def stream(url: str, open_sink: Callable[[], Sink], *, what: str | None = None,
                 ) from e
             delay = min(30.0, settings.retry_backoff() * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             log.warning("Download of %s broke after %d bytes (%s: %s); retry %d/%d in %.1fs",
-                        what, counting.received, type(e).__name__, e, attempt, attempts - 1, delay)
+                        what, transfer.received, type(e).__name__, e, attempt, attempts - 1, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
 
-def _http_attempt(fs: Any, url: str, counting: _Counting, open_sink: Callable[[], Sink],
-                  state: dict[str, Any], what: str) -> _Counting:
+def _http_attempt(url: str, transfer: _Transfer, open_sink: Callable[[], Sink], what: str) -> None:
     headers = {}
-    if counting.received:
-        headers["Range"] = f"bytes={counting.received}-"
-        if state["etag"]:
-            headers["If-Range"] = state["etag"]
-    # size= skips fsspec's HEAD request; block_size=0 gives a streaming GET
-    f = fs.open(url, "rb", block_size=0, size=1, headers=headers)
+    if transfer.received:
+        headers["Range"] = f"bytes={transfer.received}-"
+        if transfer.etag:
+            headers["If-Range"] = transfer.etag
+    with open_url(url, headers=headers) as response:
+        if response.status >= 400:
+            raise HttpStatusError(response.url, response.status, response.reason)
+        if transfer.received:
+            _continue_or_restart(response, transfer, open_sink, what)
+        if transfer.received == 0:
+            transfer.etag = response.headers.get("ETag")
+            length = response.headers.get("Content-Length")
+            transfer.total = int(length) if length and length.isdigit() and response.status == 200 else None
+        _copy_body(response, transfer, what)
+    if transfer.total is not None and transfer.received != transfer.total:
+        raise TruncatedDownloadError(f"{what}: received {transfer.received} bytes, expected {transfer.total}.")
+
+
+def _continue_or_restart(response: HttpResponse, transfer: _Transfer, open_sink: Callable[[], Sink],
+                         what: str) -> None:
+    ranged = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    if response.status == 206 and ranged and int(ranged.group(1)) == transfer.received:
+        transfer.resumed += 1
+        log.info("Resuming %s at byte %d", what, transfer.received)
+    else:  # the server ignored the range or the content changed: start again
+        log.info("Restarting %s from the beginning (no usable Range answer, HTTP %d)", what, response.status)
+        transfer.restart(open_sink)
+
+
+def _copy_body(response: HttpResponse, transfer: _Transfer, what: str) -> None:
+    callback = download_callback(what)
+    callback.set_size(transfer.total)
+    callback.relative_update(transfer.received)
     try:
-        status, resp_headers = f.r.status, f.r.headers
-        if counting.received:
-            ranged = _CONTENT_RANGE.match(resp_headers.get("Content-Range", ""))
-            if status == 206 and ranged and int(ranged.group(1)) == counting.received:
-                state["resumed"] += 1
-                log.info("Resuming %s at byte %d", what, counting.received)
-            else:  # the server ignored the range or the content changed: start again
-                log.info("Restarting %s from the beginning (no usable Range answer, HTTP %d)", what, status)
-                counting.abort()
-                counting = _Counting(open_sink())
-        if counting.received == 0:
-            state["etag"] = resp_headers.get("ETag")
-            length = resp_headers.get("Content-Length")
-            state["total"] = int(length) if length is not None and status == 200 else None
-        callback = download_callback(what)
-        callback.set_size(state["total"])
-        callback.relative_update(counting.received)
-        try:
-            while chunk := f.read(_CHUNK):
-                counting.write(chunk)
-                callback.relative_update(len(chunk))
-        finally:
-            callback.close()
+        while chunk := response.read(_CHUNK):
+            transfer.write(chunk)
+            callback.relative_update(len(chunk))
     finally:
-        f.close()
-    if state["total"] is not None and counting.received != state["total"]:
-        raise TruncatedDownloadError(f"{what}: received {counting.received} bytes, expected {state['total']}.")
-    return counting
+        callback.close()
 
 
 def _stream_fsspec(url: str, open_sink: Callable[[], Sink], what: str, storage_options: dict) -> Received:
     """Any other fsspec URL: one streamed read (backends such as gcsfs retry on their own)."""
     fs, path = fsspec.core.url_to_fs(url, **storage_options)
-    counting = _Counting(open_sink())
+    transfer = _Transfer(open_sink())
     callback = download_callback(what)
     try:
         with fs.open(path, "rb", block_size=_CHUNK) as f:
             expected = getattr(f, "size", None)
             callback.set_size(expected)
             while chunk := f.read(_CHUNK):
-                counting.write(chunk)
+                transfer.write(chunk)
                 callback.relative_update(len(chunk))
-        if expected is not None and counting.received != expected:
-            raise TruncatedDownloadError(f"{what}: received {counting.received} bytes, expected {expected}.")
-        counting.sink.finish()
+        if expected is not None and transfer.received != expected:
+            raise TruncatedDownloadError(f"{what}: received {transfer.received} bytes, expected {expected}.")
+        transfer.sink.finish()
     except SinkFailed as e:
-        counting.abort()
+        transfer.abort()
         raise e.error from None
     except FileNotFoundError as e:
-        counting.abort()
+        transfer.abort()
         raise _not_found(what, e) from e
     except BaseException:
-        counting.abort()
+        transfer.abort()
         raise
     finally:
         callback.close()
-    return Received(counting.sink, counting.received)
+    return Received(transfer.sink, transfer.received)
 
 
 def uncompressed_location(url: str) -> str | None:
-    """Ask ``url`` for ``tf-hub-format=uncompressed``: the location a 303 answer names in its body,
-    or None when the server offers no uncompressed format."""
+    """Ask ``url`` for ``tf-hub-format=uncompressed``: the location a 303 answer names in its body
+    (else its Location header), or None when the server offers no uncompressed format."""
     from beam_hub.handles import with_format_query
 
-    fs = http_filesystem()
+    asked = with_format_query(url, "uncompressed")
     try:
-        f = fs.open(with_format_query(url, "uncompressed"), "rb", block_size=0, size=1, allow_redirects=False)
-    except FileNotFoundError:
-        return None
-    except Exception as e:  # noqa: BLE001 - 4xx/5xx: no uncompressed format here
-        if getattr(e, "status", None):
-            return None
+        response = open_url(asked, follow_redirects=False)
+    except BeamHubError:
+        raise
+    except Exception as e:  # noqa: BLE001 - connection problems
         raise DownloadError(f"Asking {url} for the uncompressed format failed: {type(e).__name__}: {e}") from e
-    try:
-        if f.r.status != 303:
+    with response:
+        if response.status != 303:
             return None
-        body = f.read().decode("utf-8", "replace").strip()
-    finally:
-        f.close()
-    return body or f.r.headers.get("Location")
+        body = response.read(_MAX_LOCATION_BYTES).decode("utf-8", "replace").strip()
+    return body or response.headers.get("Location")

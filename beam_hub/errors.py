@@ -7,6 +7,10 @@ class BeamHubError(Exception):
     """Base class of every error beam-hub raises on purpose."""
 
 
+class ConfigError(BeamHubError, ValueError):
+    """An environment variable or setting has a value beam-hub cannot use; the message names it."""
+
+
 # --- handles and resolving -------------------------------------------------
 
 
@@ -78,3 +82,14 @@ class OutputKeyError(BeamHubError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+# --- publishing and fine-tuning --------------------------------------------
+
+
+class PublishError(BeamHubError, RuntimeError):
+    """A version could not be published (it exists already, or the upload failed); nothing changed."""
+
+
+class FineTuneError(BeamHubError, ValueError):
+    """The module cannot be fine-tuned (signatures only, TF1 format, no trainable variables) or the data is unusable."""

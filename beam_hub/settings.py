@@ -14,6 +14,10 @@
 | BEAM_HUB_REMOTE_LOCK_TTL      | seconds without heartbeat before a shared-cache lock is taken over | 120 |
 | BEAM_HUB_LOCAL_CACHE_DIR      | local tier when TFHUB_CACHE_DIR is a remote URL             | as the default |
 | BEAM_HUB_LOCK_TIMEOUT         | longest wait on another live process fetching a module     | 3600 |
+| TFHUB_MODEL_LOAD_FORMAT       | COMPRESSED, UNCOMPRESSED or AUTO (the hosting protocol)     | COMPRESSED |
+| SOURCE_DATE_EPOCH             | mtime of every member of a packed archive                   | 0 |
+
+A value that cannot be used raises :class:`~beam_hub.errors.ConfigError` naming the variable.
 """
 
 from __future__ import annotations
@@ -21,39 +25,62 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from beam_hub.errors import ConfigError
+from beam_hub.urls import is_remote_url, local_path
+
 _TRUE = {"1", "true", "yes", "on"}
+LOAD_FORMATS = ("COMPRESSED", "UNCOMPRESSED", "AUTO")
+
+
+def _raw(name: str) -> str:
+    return os.environ.get(name, "").strip()
 
 
 def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
+    raw = _raw(name)
     if not raw:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number; unset it or give seconds/bytes as a number") from None
+        raise ConfigError(f"{name}={raw!r} is not a number; unset it or give seconds/bytes as a number.") from None
+    if value != value or value < 0:  # NaN or negative
+        raise ConfigError(f"{name}={raw!r} must be a number >= 0; unset it or fix the value.")
+    return value
+
+
+def _int(name: str, default: int) -> int:
+    value = _float(name, default)
+    if value == float("inf"):
+        raise ConfigError(f"{name}={_raw(name)!r} must be a finite number.")
+    return int(value)
+
+
+def tfhub_cache_dir() -> str | None:
+    """TFHUB_CACHE_DIR as given: a local path or a shared URL such as gs://bucket/prefix."""
+    return _raw("TFHUB_CACHE_DIR") or None
 
 
 def default_cache_dir() -> str:
-    """TFHUB_CACHE_DIR, else $XDG_CACHE_HOME/beam_hub, else ~/.cache/beam_hub.
+    """TFHUB_CACHE_DIR when it is local, else $XDG_CACHE_HOME/beam_hub, else ~/.cache/beam_hub.
 
     Deliberately not the system temp dir: temp cleaners delete parts of entries there.
     """
-    env = os.environ.get("TFHUB_CACHE_DIR", "").strip()
-    if env and "://" not in env:
-        return os.path.abspath(os.path.expanduser(env))
+    env = tfhub_cache_dir()
+    if env and not is_remote_url(env):
+        return local_path(env)
     return default_local_cache_dir()
 
 
 def default_local_cache_dir() -> str:
     """$XDG_CACHE_HOME/beam_hub, else ~/.cache/beam_hub."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    xdg = _raw("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return str(base.absolute() / "beam_hub")
 
 
 def offline() -> bool:
-    return os.environ.get("BEAM_HUB_OFFLINE", "").strip().lower() in _TRUE
+    return _raw("BEAM_HUB_OFFLINE").lower() in _TRUE
 
 
 def connect_timeout() -> float:
@@ -65,15 +92,15 @@ def read_timeout() -> float:
 
 
 def download_retries() -> int:
-    return int(_float("BEAM_HUB_DOWNLOAD_RETRIES", 4))
+    return _int("BEAM_HUB_DOWNLOAD_RETRIES", 4)
 
 
 def max_extract_bytes() -> int:
-    return int(_float("BEAM_HUB_MAX_EXTRACT_BYTES", 64 * 2**30))
+    return _int("BEAM_HUB_MAX_EXTRACT_BYTES", 64 * 2**30)
 
 
 def progress_mode() -> bool | None:
-    raw = os.environ.get("BEAM_HUB_PROGRESS", "").strip().lower()
+    raw = _raw("BEAM_HUB_PROGRESS").lower()
     if not raw:
         return None
     return raw in _TRUE
@@ -96,5 +123,23 @@ def remote_lock_ttl() -> float:
 
 def local_cache_dir() -> str | None:
     """BEAM_HUB_LOCAL_CACHE_DIR: the local tier when the cache directory is remote."""
-    value = os.environ.get("BEAM_HUB_LOCAL_CACHE_DIR", "").strip()
-    return os.path.abspath(os.path.expanduser(value)) if value else None
+    value = _raw("BEAM_HUB_LOCAL_CACHE_DIR")
+    return local_path(value) if value else None
+
+
+def model_load_format() -> str:
+    """TFHUB_MODEL_LOAD_FORMAT: COMPRESSED (default), UNCOMPRESSED or AUTO, as tensorflow_hub reads it."""
+    value = _raw("TFHUB_MODEL_LOAD_FORMAT").upper() or "COMPRESSED"
+    if value not in LOAD_FORMATS:
+        raise ConfigError(f"TFHUB_MODEL_LOAD_FORMAT={value!r}; use one of {', '.join(LOAD_FORMATS)}.")
+    return value
+
+
+def source_date_epoch() -> int:
+    """SOURCE_DATE_EPOCH (reproducible-builds.org): the mtime packed archives give their members."""
+    raw = _raw("SOURCE_DATE_EPOCH")
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} must be a whole number of seconds since 1970.")
+    return int(raw)

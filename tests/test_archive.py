@@ -8,6 +8,7 @@ import pytest
 
 from beam_hub.archive import pack, safe_extract
 from beam_hub.errors import IntegrityError, UnsafeArchiveError
+from beam_hub.files import FileRecord
 
 
 def make_tar(path, members, gz=True):
@@ -62,8 +63,8 @@ def test_plain_tar_and_nested_dirs_extract(tmp_path):
     got = safe_extract(archive, str(dest), what="m")
     assert (dest / "variables" / "variables.index").read_bytes() == b"idx"
     assert got.archive_sha256 == hashlib.sha256(open(archive, "rb").read()).hexdigest()
-    assert got.files == {"saved_model.pb": {"size": 2, "sha256": hashlib.sha256(b"pb").hexdigest()},
-                         "variables/variables.index": {"size": 3, "sha256": hashlib.sha256(b"idx").hexdigest()}}
+    assert got.files == {"saved_model.pb": FileRecord(2, hashlib.sha256(b"pb").hexdigest()),
+                         "variables/variables.index": FileRecord(3, hashlib.sha256(b"idx").hexdigest())}
 
 
 @pytest.mark.parametrize("body, match", [

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import glob
-import hashlib
 import logging
 import os
 import re
@@ -25,33 +24,21 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
 import filelock
 
 from beam_hub import settings
+from beam_hub.cache.base import Fill, Filled, cache_key
 from beam_hub.cache.manifest import MANIFEST_NAME, Manifest
 from beam_hub.errors import CacheError, OfflineCacheMissError
 from beam_hub.savedmodel import require_saved_model_dir, structural_problems
-
-if TYPE_CHECKING:
-    from beam_hub.cache.remote import RemoteCache
 
 log = logging.getLogger(__name__)
 
 _KEY = re.compile(r"^[0-9a-f]{40}$")
 _TOUCH_EVERY_S = 3600.0
 _LOCK_POLL_S = 10.0
-
-
-@dataclass
-class Filled:
-    """What a fill function put in its staging directory."""
-
-    root: str  # the module directory inside the staging directory
-    source: str  # the URL or path it came from
-    archive_sha256: str | None = None
-    files: dict[str, dict[str, int | str]] | None = None  # manifest files, when already hashed
 
 
 @dataclass
@@ -64,17 +51,11 @@ class EntryInfo:
     has_manifest: bool
 
 
-def cache_key(handle: str) -> str:
-    """sha1 of the handle string exactly as given, as tensorflow_hub computes it."""
-    return hashlib.sha1(handle.encode("utf-8")).hexdigest()
-
-
 class LocalCache:
     """A directory of resolved modules, safe for many processes at once."""
 
-    def __init__(self, root: str | os.PathLike | None = None, remote: "RemoteCache | None" = None) -> None:
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = os.path.abspath(os.path.expanduser(os.fspath(root))) if root else settings.default_cache_dir()
-        self.remote = remote  #: the shared tier (gs://...), tried before the origin
 
     def __repr__(self) -> str:
         return f"LocalCache({self.root!r})"
@@ -180,7 +161,7 @@ class LocalCache:
         finally:
             lock.release()
 
-    def fetch(self, handle: str, fill: Callable[[str], Filled], *, network: bool = True,
+    def fetch(self, handle: str, fill: Fill, *, network: bool = True,
               accept: Callable[[Manifest], bool] | None = None) -> str:
         """Return the entry for ``handle``, calling ``fill(staging_dir)`` once to create it if needed.
 
@@ -213,8 +194,6 @@ class LocalCache:
             self._clean_staging(cache_key(handle))
             staging = self._staging_dir(cache_key(handle))
             os.makedirs(staging)
-            if self.remote is not None and not settings.offline():
-                fill = _tiered(self.remote, handle, fill)
             try:
                 filled = fill(staging)
                 require_saved_model_dir(filled.root, handle)
@@ -308,63 +287,6 @@ class LocalCache:
         return [e for e in self.entries() if self.remove(e)]
 
 
-def _tiered(remote: "RemoteCache", handle: str, fill: Callable[[str], Filled]) -> Callable[[str], Filled]:
-    """Wrap ``fill``: copy from the shared tier if it has the entry; else fetch from the origin in
-    exactly one process across machines and publish the result there. A shared tier that cannot
-    be used (permissions, missing bucket, ...) is skipped with one warning: never a hang."""
-    from beam_hub.cache.remote import warn_once
-
-    key = cache_key(handle)
-
-    def from_remote(staging: str) -> Filled | None:
-        target = os.path.join(staging, "shared")
-        shutil.rmtree(target, ignore_errors=True)
-        os.makedirs(target)
-        manifest = remote.fetch_into(key, target)
-        if manifest is None:
-            return None
-        log.info("Copied %s from the shared cache %s", handle, remote.url)
-        return Filled(root=target, source=manifest.source, archive_sha256=manifest.archive_sha256,
-                      files=dict(manifest.files))
-
-    def tiered_fill(staging: str) -> Filled:
-        try:
-            hit = from_remote(staging)
-        except Exception as e:  # noqa: BLE001 - any failure of the shared tier: use the origin
-            warn_once(remote.url, e)
-            return fill(staging)
-        if hit is not None:
-            return hit
-        result: dict[str, object] = {}
-
-        def build() -> None:
-            try:
-                filled = fill(staging)
-            except BaseException as e:
-                result["origin_error"] = e
-                raise
-            result["filled"] = filled
-            files = filled.files if filled.files is not None else Manifest.build(filled.root, handle).files
-            manifest = Manifest(handle, dict(files), source=filled.source, archive_sha256=filled.archive_sha256)
-            try:
-                remote.put(key, filled.root, manifest)
-            except Exception as e:  # noqa: BLE001 - the module is here; sharing it failed
-                warn_once(remote.url, e)
-
-        try:
-            if remote.run_once(key, build):
-                return result["filled"]  # type: ignore[return-value]
-            hit = from_remote(staging)  # another process fetched it meanwhile
-        except Exception as e:  # noqa: BLE001
-            if "origin_error" in result:
-                raise
-            warn_once(remote.url, e)
-            return result["filled"] if "filled" in result else fill(staging)  # type: ignore[return-value]
-        return hit if hit is not None else fill(staging)
-
-    return tiered_fill
-
-
 def _descriptor_handle(path: str) -> str | None:
     try:
         with open(f"{path}.descriptor.txt", encoding="utf-8") as f:
@@ -381,21 +303,3 @@ def _tree_size(path: str) -> int:
             with contextlib.suppress(OSError):
                 total += os.path.getsize(os.path.join(root, name))
     return total
-
-
-def open_cache(cache_dir: str | os.PathLike | None = None, local_cache_dir: str | os.PathLike | None = None) -> LocalCache:
-    """The cache for ``cache_dir`` (argument, else TFHUB_CACHE_DIR, else ~/.cache/beam_hub).
-
-    A remote ``cache_dir`` (gs://bucket/prefix or any fsspec URL) becomes a shared tier in front of
-    the origin, with a local tier at ``local_cache_dir`` (argument, else BEAM_HUB_LOCAL_CACHE_DIR,
-    else ~/.cache/beam_hub).
-    """
-    chosen = os.fspath(cache_dir) if cache_dir else os.environ.get("TFHUB_CACHE_DIR", "").strip()
-    if chosen and re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://", chosen) and not chosen.startswith(("file://", "local://")):
-        from beam_hub.cache.remote import RemoteCache
-
-        local = local_cache_dir or settings.local_cache_dir() or settings.default_local_cache_dir()
-        return LocalCache(local, remote=RemoteCache(chosen))
-    if chosen.startswith(("file://", "local://")):
-        chosen = chosen.split("://", 1)[1]
-    return LocalCache(chosen or None)

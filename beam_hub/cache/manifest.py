@@ -6,18 +6,16 @@ import json
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
-from beam_hub.archive import PRIVATE_FILES, file_sha256
-
-MANIFEST_NAME = ".beam_hub_manifest.json"
-assert MANIFEST_NAME in PRIVATE_FILES
+from beam_hub.files import MANIFEST_NAME, PRIVATE_FILES, FileRecord, FileRecords, file_sha256, records_from_json
 
 
 @dataclass
 class Manifest:
     handle: str
-    files: dict[str, dict[str, int | str]]  # relative path -> {"size": int, "sha256": str}
+    files: FileRecords  # relative POSIX path -> FileRecord(size, sha256)
     source: str = ""  # the URL or path the content came from
     archive_sha256: str | None = None
     created: float = field(default_factory=time.time)
@@ -26,7 +24,7 @@ class Manifest:
 
     @property
     def total_bytes(self) -> int:
-        return sum(int(f["size"]) for f in self.files.values())
+        return sum(f.size for f in self.files.values())
 
     @classmethod
     def build(cls, module_dir: str, handle: str, **extra) -> "Manifest":
@@ -37,15 +35,31 @@ class Manifest:
                 rel = os.path.relpath(full, module_dir).replace(os.sep, "/")
                 if rel in PRIVATE_FILES:
                     continue
-                files[rel] = {"size": os.path.getsize(full), "sha256": file_sha256(full)}
+                files[rel] = FileRecord(os.path.getsize(full), file_sha256(full))
         return cls(handle=handle, files=dict(sorted(files.items())), **extra)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)  # FileRecords become {"size": ..., "sha256": ...}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Manifest":
+        """A manifest from its JSON form; ValueError when it is not one."""
+        if not isinstance(data, dict) or not {"handle", "files"} <= set(data):
+            raise ValueError("not a beam-hub manifest")
+        known = {f.name for f in fields(cls)}
+        try:
+            manifest = cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as e:
+            raise ValueError(f"malformed manifest: {e}") from None
+        manifest.files = records_from_json(manifest.files)
+        return manifest
 
     def write(self, module_dir: str) -> None:
         """Write atomically (temp file, then rename) into ``module_dir``."""
         path = os.path.join(module_dir, MANIFEST_NAME)
         tmp = f"{path}.{uuid.uuid4().hex}"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(asdict(self), f, indent=1, sort_keys=True)
+            json.dump(self.to_json(), f, indent=1, sort_keys=True)
         os.replace(tmp, path)
 
     @classmethod
@@ -53,9 +67,8 @@ class Manifest:
         """The entry's manifest, or None when it has none or it is unreadable."""
         try:
             with open(os.path.join(module_dir, MANIFEST_NAME), encoding="utf-8") as f:
-                data = json.load(f)
-            return cls(**data)
-        except (OSError, ValueError, TypeError):
+                return cls.from_json(json.load(f))
+        except (OSError, ValueError):
             return None
 
     def quick_problems(self, module_dir: str) -> list[str]:
@@ -67,8 +80,8 @@ class Manifest:
             except OSError:
                 problems.append(f"{rel} is missing")
                 continue
-            if size != meta["size"]:
-                problems.append(f"{rel} has {size} bytes, expected {meta['size']}")
+            if size != meta.size:
+                problems.append(f"{rel} has {size} bytes, expected {meta.size}")
         return problems
 
     def deep_problems(self, module_dir: str) -> list[str]:
@@ -76,6 +89,6 @@ class Manifest:
         problems = self.quick_problems(module_dir)
         bad = {p.split(" ", 1)[0] for p in problems}
         for rel, meta in self.files.items():
-            if rel not in bad and file_sha256(os.path.join(module_dir, rel)) != meta["sha256"]:
+            if rel not in bad and file_sha256(os.path.join(module_dir, rel)) != meta.sha256:
                 problems.append(f"{rel} content differs from its sha256")
         return problems

@@ -24,7 +24,6 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict
 from typing import Callable
 
 import fsspec
@@ -34,10 +33,6 @@ from beam_hub.cache.manifest import Manifest
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
-
-
-class RemoteUnavailable(Exception):
-    """The remote tier cannot be used (permissions, missing bucket, ...): fall back to the origin."""
 
 
 class RemoteCache:
@@ -64,11 +59,10 @@ class RemoteCache:
 
     def manifest(self, key: str) -> Manifest | None:
         try:
-            data = json.loads(self.fs.cat_file(self._marker(key)))
-            return Manifest(**data)
+            return Manifest.from_json(json.loads(self.fs.cat_file(self._marker(key))))
         except FileNotFoundError:
             return None
-        except (ValueError, TypeError):
+        except ValueError:
             log.warning("Remote cache marker %s/%s is unreadable; treating the entry as damaged", self.url, key)
             self._discard(key)
             return None
@@ -112,7 +106,7 @@ class RemoteCache:
         locals_ = [os.path.join(module_dir, *rel.split("/")) for rel in manifest.files]
         self.fs.put(locals_, [f"{entry}/{rel}" for rel in manifest.files])
         try:
-            self.fs.pipe_file(self._marker(key), json.dumps(asdict(manifest)).encode(), mode="create")
+            self.fs.pipe_file(self._marker(key), json.dumps(manifest.to_json()).encode(), mode="create")
         except FileExistsError:
             pass  # another process completed the same entry: either marker describes the same content
 

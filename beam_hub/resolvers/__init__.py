@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import os
-import threading
 
-from beam_hub.cache.local import open_cache
-from beam_hub.errors import UnsupportedHandleError
-from beam_hub.handles import Handle, parse_handle
+from beam_hub.cache import open_cache
+from beam_hub.handles import parse_handle
 from beam_hub.resolvers.archive import ArchiveResolver
 from beam_hub.resolvers.base import Resolver
 from beam_hub.resolvers.builtin import BuiltinResolver
 from beam_hub.resolvers.http import HttpResolver
 from beam_hub.resolvers.path import LocalDirResolver
+from beam_hub.resolvers.registry import register_resolver, registered_resolvers, resolve_in, unregister_resolver
 from beam_hub.resolvers.remote_dir import RemoteDirResolver
 
-_lock = threading.Lock()
-_registry: list[Resolver] = [BuiltinResolver(), HttpResolver(), ArchiveResolver(), LocalDirResolver(), RemoteDirResolver()]
-
-
-def register_resolver(resolver: Resolver, *, first: bool = True) -> None:
-    """Add a resolver; by default it is tried before the built-in ones."""
-    if not isinstance(resolver, Resolver):
-        raise TypeError(f"{resolver!r} is not a beam_hub.Resolver")
-    with _lock:
-        _registry.insert(0, resolver) if first else _registry.append(resolver)
-
-
-def unregister_resolver(resolver: Resolver) -> None:
-    with _lock:
-        _registry.remove(resolver)
-
-
-def registered_resolvers() -> list[Resolver]:
-    with _lock:
-        return list(_registry)
+for _builtin in (BuiltinResolver(), HttpResolver(), ArchiveResolver(), LocalDirResolver(), RemoteDirResolver()):
+    register_resolver(_builtin, first=False)
 
 
 def resolve(handle: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
@@ -49,15 +30,7 @@ def resolve(handle: str | os.PathLike, *, cache_dir: str | os.PathLike | None = 
     every machine, in front of a local one at ``local_cache_dir`` (else BEAM_HUB_LOCAL_CACHE_DIR).
     Safe to call from many processes, on many machines, at once.
     """
-    parsed: Handle = parse_handle(handle)
-    cache = open_cache(cache_dir, local_cache_dir)
-    for resolver in registered_resolvers():
-        if resolver.is_supported(parsed):
-            return resolver(parsed, cache)
-    raise UnsupportedHandleError(
-        f"No resolver supports {parsed.raw!r}. Use a local path, an fsspec URL (gs://, s3://, ...), "
-        "an http(s) URL, or register a resolver with beam_hub.register_resolver()."
-    )
+    return resolve_in(parse_handle(handle), open_cache(cache_dir, local_cache_dir))
 
 
-__all__ = ["Resolver", "register_resolver", "registered_resolvers", "resolve", "unregister_resolver"]
+__all__ = ["Resolver", "register_resolver", "registered_resolvers", "resolve", "resolve_in", "unregister_resolver"]

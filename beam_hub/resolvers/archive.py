@@ -6,7 +6,7 @@ import os
 import shutil
 
 from beam_hub.archive import ExtractedFiles, hoist_single_root, safe_extract
-from beam_hub.cache.local import Filled, LocalCache
+from beam_hub.cache.base import Filled, ModuleCache
 from beam_hub.download import stream
 from beam_hub.errors import IntegrityError, ModuleNotFoundAtHandleError
 from beam_hub.handles import Handle
@@ -63,7 +63,7 @@ class ArchiveResolver(Resolver):
     def is_supported(self, handle: Handle) -> bool:
         return handle.is_archive and not handle.is_http
 
-    def __call__(self, handle: Handle, cache: LocalCache) -> str:
+    def __call__(self, handle: Handle, cache: ModuleCache) -> str:
         if handle.is_local:
             if not os.path.isfile(handle.location):
                 raise ModuleNotFoundAtHandleError(f"Module handle {handle.raw!r}: {handle.location} is not a file.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 
-from beam_hub.cache.local import LocalCache
+from beam_hub.cache.base import ModuleCache
 from beam_hub.handles import Handle
 
 
@@ -20,5 +20,5 @@ class Resolver(abc.ABC):
         """True when this resolver knows how to fetch ``handle``."""
 
     @abc.abstractmethod
-    def __call__(self, handle: Handle, cache: LocalCache) -> str:
+    def __call__(self, handle: Handle, cache: ModuleCache) -> str:
         """Return a local directory holding the module (usually through ``cache.fetch``)."""

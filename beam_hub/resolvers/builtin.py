@@ -6,7 +6,7 @@ import importlib
 import logging
 import os
 
-from beam_hub.cache.local import Filled, LocalCache
+from beam_hub.cache.base import Filled, ModuleCache
 from beam_hub.cache.manifest import Manifest
 from beam_hub.errors import UnsupportedHandleError
 from beam_hub.handles import Handle
@@ -28,7 +28,7 @@ class BuiltinResolver(Resolver):
     def is_supported(self, handle: Handle) -> bool:
         return handle.protocol == "builtin"
 
-    def __call__(self, handle: Handle, cache: LocalCache) -> str:
+    def __call__(self, handle: Handle, cache: ModuleCache) -> str:
         name = handle.location.split("://", 1)[1].strip("/")
         if name.lower() not in _BY_LOWER:
             raise UnsupportedHandleError(

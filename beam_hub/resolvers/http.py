@@ -8,28 +8,19 @@ offers it and the compressed format otherwise; ``COMPRESSED`` (the default) neve
 
 from __future__ import annotations
 
-import os
-
-from beam_hub.cache.local import LocalCache
+from beam_hub import settings
+from beam_hub.cache.base import ModuleCache
 from beam_hub.download import uncompressed_location
 from beam_hub.errors import DownloadError
-from beam_hub.handles import Handle, with_format_query
+from beam_hub.handles import Handle, parse_handle, with_format_query
 from beam_hub.resolvers.archive import fetch_archive
 from beam_hub.resolvers.base import Resolver
-
-LOAD_FORMATS = ("COMPRESSED", "UNCOMPRESSED", "AUTO")
+from beam_hub.resolvers.registry import resolve_in
 
 
 def download_url(handle: Handle) -> str:
     """The URL to GET: as is when it names an archive, else with tf-hub-format=compressed."""
     return handle.location if handle.is_archive else with_format_query(handle.location, "compressed")
-
-
-def load_format() -> str:
-    value = os.environ.get("TFHUB_MODEL_LOAD_FORMAT", "COMPRESSED").strip().upper() or "COMPRESSED"
-    if value not in LOAD_FORMATS:
-        raise ValueError(f"TFHUB_MODEL_LOAD_FORMAT={value!r}; use one of {', '.join(LOAD_FORMATS)}")
-    return value
 
 
 class HttpResolver(Resolver):
@@ -38,17 +29,15 @@ class HttpResolver(Resolver):
     def is_supported(self, handle: Handle) -> bool:
         return handle.is_http
 
-    def __call__(self, handle: Handle, cache: LocalCache) -> str:
-        fmt = load_format()
+    def __call__(self, handle: Handle, cache: ModuleCache) -> str:
+        fmt = settings.model_load_format()
         if fmt != "COMPRESSED" and not handle.is_archive:
             hit = cache.get(handle.raw)
             if hit:
                 return hit
             location = uncompressed_location(handle.location)
-            if location:
-                from beam_hub.resolvers import resolve  # the registry resolves the mirror's location
-
-                return resolve(location, cache_dir=cache.root)
+            if location:  # the mirror's location, through the same cache (and its shared tier)
+                return resolve_in(parse_handle(location), cache)
             if fmt == "UNCOMPRESSED":
                 raise DownloadError(
                     f"{handle.location} offers no uncompressed format (no 303 for tf-hub-format=uncompressed). "

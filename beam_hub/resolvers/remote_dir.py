@@ -6,7 +6,7 @@ import os
 
 import fsspec
 
-from beam_hub.cache.local import Filled, LocalCache
+from beam_hub.cache.base import Filled, ModuleCache
 from beam_hub.errors import ModuleNotFoundAtHandleError, NotASavedModelError
 from beam_hub.handles import Handle
 from beam_hub.progress import download_callback
@@ -22,7 +22,7 @@ class RemoteDirResolver(Resolver):
             return False
         return handle.protocol in fsspec.available_protocols()
 
-    def __call__(self, handle: Handle, cache: LocalCache) -> str:
+    def __call__(self, handle: Handle, cache: ModuleCache) -> str:
         def fill(staging: str) -> Filled:
             fs, path = fsspec.core.url_to_fs(handle.location)
             path = path.rstrip("/")

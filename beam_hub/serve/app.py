@@ -148,7 +148,7 @@ def serve(root: str, host: str = "127.0.0.1", port: int = 8080, *, uncompressed_
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        bound = site._server.sockets[0].getsockname()  # noqa: SLF001 - the port when 0 was asked for
+        bound = runner.addresses[0]  # the port actually bound when 0 was asked for
         ready(f"Serving {os.path.abspath(root)} at http://{bound[0]}:{bound[1]}/", flush=True)
         try:
             await asyncio.Event().wait()

@@ -6,7 +6,8 @@ import os
 import threading
 from dataclasses import dataclass
 
-from beam_hub.archive import file_sha256, pack
+from beam_hub.archive import pack
+from beam_hub.files import file_sha256
 from beam_hub.savedmodel import is_saved_model_dir
 
 SUFFIX = ".tar.gz"

@@ -66,7 +66,6 @@ class KerasLayer(keras.layers.Layer):
                 name=re.sub(r"[^A-Za-z0-9_]", "_", variable.name.split(":")[0]) or f"variable_{i}",
             ))
         self._regularization_losses = list(self._module.regularization_losses)
-        self._call_takes_training = self.signature is None and self._takes_training()  # once, not per call
         self.built = True
 
     def call(self, inputs: Any, training: Any = None) -> Any:
@@ -74,21 +73,12 @@ class KerasLayer(keras.layers.Layer):
             return self._module(inputs, signature=self.signature, as_dict=self.signature_outputs_as_dict,
                                 output_key=self.output_key, numpy=False)
         training = bool(training) and self.trainable
-        fn = self._module.saved_model
-        outputs = fn(inputs, training=training, **self.arguments) if self._call_takes_training else fn(inputs, **self.arguments)
-        if self.trainable and training:
+        outputs = self._module(inputs, signature=CALL, as_dict=self.signature_outputs_as_dict,
+                               output_key=self.output_key, training=training, numpy=False, arguments=self.arguments)
+        if training:
             for loss in self._regularization_losses:
                 self.add_loss(loss())
-        if isinstance(outputs, dict):
-            if self.signature_outputs_as_dict:
-                return outputs
-            return outputs[self.output_key or "default"]
         return outputs
-
-    def _takes_training(self) -> bool:
-        concrete = self._module.saved_model.__call__._list_all_concrete_functions_for_serialization()  # noqa: SLF001
-        return any("training" in (cf.structured_input_signature[1] or {}) or len(cf.structured_input_signature[0]) > 1
-                   for cf in concrete)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "handle": self.handle, "signature": self._signature_arg,

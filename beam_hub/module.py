@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Any, Mapping
@@ -18,8 +19,9 @@ import tensorflow as tf
 from beam_hub.errors import InputError, MissingCustomOpError, ModuleLoadError, SignatureNotFoundError
 from beam_hub.resolvers import resolve
 from beam_hub.savedmodel import is_tf1_hub_module
-from beam_hub.signatures import SignatureSpec, bind_inputs, select_outputs, spec_of_call, spec_of_signature
+from beam_hub.signatures import CallSpec, SignatureSpec, bind_inputs, select_outputs, spec_of_signature
 
+log = logging.getLogger(__name__)
 CALL = "__call__"
 DEFAULT_ALIASES = (None, "default")
 
@@ -98,14 +100,13 @@ class HubModule:
         self.is_tf1_format = tf1
         self._functions: dict[str, Any] = dict(getattr(obj, "signatures", {}) or {})
         self._specs: dict[str, SignatureSpec] = {k: spec_of_signature(k, f) for k, f in self._functions.items()}
-        self._call_takes_dict = False
         call = getattr(obj, "__call__", None) if not tf1 else None  # noqa: B004 - we need the function
-        if call is not None and hasattr(call, "_list_all_concrete_functions_for_serialization"):
-            spec = spec_of_call(call)
-            if spec is not None:
-                self._specs[CALL] = spec
-                self._functions[CALL] = call
-                self._call_takes_dict = _call_takes_dict(call)
+        #: how the Reusable SavedModel ``__call__`` is called (None: the module has none)
+        self.call_spec: CallSpec | None = CallSpec.of(call) if call is not None else None
+        if self.call_spec is not None:
+            self._specs[CALL] = self.call_spec.signature
+            self._functions[CALL] = call
+        self._warned_training = False
 
     def __repr__(self) -> str:
         return f"HubModule({self.handle!r}, signatures={sorted(self._specs)})"
@@ -148,8 +149,9 @@ class HubModule:
         as_dict: bool = False,
         output_key: str | None = None,
         *,
-        training: bool | None = None,
+        training: Any = None,
         numpy: bool = True,
+        arguments: Mapping[str, Any] | None = None,
     ) -> Any:
         """Apply the module to a batch.
 
@@ -157,15 +159,19 @@ class HubModule:
         be numpy arrays, lists, Python strings or tensors; they are converted to the spec's dtype.
         Returns the "default" (or only) output, ``output_key``'s output, or every output as a
         dict with ``as_dict=True``; numpy arrays unless ``numpy=False`` (tensors, for training).
-        ``training`` is passed to ``__call__`` (the Reusable SavedModel API); signatures take none.
+        ``training`` is passed to ``__call__`` (the Reusable SavedModel API) where it accepts it;
+        signatures take none. ``arguments`` are extra keyword arguments for ``__call__``.
         """
         spec = self.signature(signature)
         fn = self._functions[spec.name]
         bound = bind_inputs(inputs, spec)
-        if spec.name == CALL:
-            arg = bound if self._call_takes_dict else next(iter(bound.values()))
-            outputs = fn(arg, training=training) if training is not None else fn(arg)
+        if spec.name == CALL and self.call_spec is not None:
+            if training is not None and training is not False and not self.call_spec.takes_training:
+                self._warn_no_training()
+            outputs = self.call_spec.invoke(fn, bound, training, **(arguments or {}))
         else:
+            if arguments:
+                raise InputError(f"Signature {spec.name!r} takes no extra arguments; only __call__ does.")
             if training is not None:
                 raise InputError(
                     f"Signature {spec.name!r} takes no training argument; use signature='__call__' "
@@ -178,6 +184,12 @@ class HubModule:
         if isinstance(selected, Mapping):
             return {k: _to_numpy(v) for k, v in selected.items()}
         return _to_numpy(selected)
+
+    def _warn_no_training(self) -> None:
+        if not self._warned_training:
+            self._warned_training = True
+            log.warning("%s: its __call__ takes no training argument, so it cannot switch between training "
+                        "and inference behaviour (dropout, batch norm); it always runs as exported.", self.handle)
 
     # -- the Reusable SavedModel API -----------------------------------------
 
@@ -200,11 +212,6 @@ class HubModule:
     def regularization_losses(self) -> list[Any]:
         """Callables returning scalar losses, to add to the loss when fine-tuning."""
         return list(getattr(self.saved_model, "regularization_losses", []) or [])
-
-
-def _call_takes_dict(fn: Any) -> bool:
-    concrete = fn._list_all_concrete_functions_for_serialization()  # noqa: SLF001
-    return bool(concrete) and isinstance(concrete[0].structured_input_signature[0][0], Mapping)
 
 
 def _to_numpy(value: Any) -> Any:

@@ -1,4 +1,16 @@
-"""Publish a module: pack it reproducibly and upload it, as an immutable version, to any fsspec URL."""
+"""Publish a module: pack it reproducibly and upload it, as an immutable version, to any fsspec URL.
+
+The version layout under a destination (what `beam-hub serve` reads and resolvers fetch):
+
+    <dest>/<version>.tar.gz               the module, packed reproducibly (the handle)
+    <dest>/<version>.tar.gz.sha256        "<sha256>  <version>.tar.gz", written after the archive
+    <dest>/<version>.tar.gz.fingerprint   optional: what the version was made from (the re-export
+                                          job's digest of base module, data and parameters)
+    <dest>/<version>/                     optional: the extracted module (the uncompressed format)
+    <dest>/.<version>.tar.gz.<uuid>.tmp   transient upload; never looks like a version
+
+Versions are immutable: an existing one is never replaced.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +23,45 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from beam_hub.archive import pack
-from beam_hub.errors import BeamHubError
+from beam_hub.errors import PublishError
 from beam_hub.savedmodel import require_saved_model_dir
 
-_VERSION = re.compile(r"^(\d+)\.tar\.gz$")
+SUFFIX = ".tar.gz"
+_INTEGER_VERSION = re.compile(r"^(\d+)\.tar\.gz$")
+_VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_FINGERPRINT = ".fingerprint"
+
+__all__ = ["PublishError", "publish", "published_with", "versions"]
 
 
-class PublishError(BeamHubError, RuntimeError):
-    """A version could not be published (it exists already, or the upload failed); nothing changed."""
+def _names(dest: str) -> list[str]:
+    fs, root = fsspec.core.url_to_fs(dest)
+    try:
+        return [os.path.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
+    except FileNotFoundError:
+        return []
 
 
 def versions(dest: str) -> list[int]:
     """Integer versions already published under ``dest``."""
+    return sorted(int(m.group(1)) for m in map(_INTEGER_VERSION.match, _names(dest)) if m)
+
+
+def published_with(dest: str, fingerprint: str) -> str | None:
+    """The handle of the version under ``dest`` published with ``fingerprint``, if there is one."""
+    dest = dest.rstrip("/")
     fs, root = fsspec.core.url_to_fs(dest)
-    try:
-        names = [os.path.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
-    except FileNotFoundError:
-        return []
-    return sorted(int(m.group(1)) for m in map(_VERSION.match, names) if m)
+    names = set(_names(dest))
+    for name in sorted(names):
+        archive = name[: -len(_FINGERPRINT)]
+        if name.endswith(SUFFIX + _FINGERPRINT) and archive in names:
+            if fs.cat_file(f"{root}/{name}").decode("utf-8", "replace").strip() == fingerprint:
+                return f"{dest}/{archive}"
+    return None
 
 
 def publish(module_dir: str | os.PathLike, dest: str, *, version: int | str | None = None,
-            extracted: bool = False) -> str:
+            extracted: bool = False, fingerprint: str | None = None) -> str:
     """Pack ``module_dir`` and publish it as ``<dest>/<version>.tar.gz`` (plus ``.sha256``); return its handle.
 
     ``dest`` is any fsspec URL (a local directory, gs://bucket/models/name, ...) in the layout
@@ -41,7 +70,8 @@ def publish(module_dir: str | os.PathLike, dest: str, *, version: int | str | No
     is then moved into place, so readers never see a half-written archive and a failed publish
     leaves the published versions as they were. ``extracted=True`` also uploads the module
     directory as ``<dest>/<version>/`` (a mirror for the protocol's uncompressed format), before
-    the archive, so a version's archive never appears without it.
+    the archive, so a version's archive never appears without it. ``fingerprint`` is recorded
+    beside the version (see :func:`published_with`).
     """
     module_dir = os.fspath(module_dir)
     require_saved_model_dir(module_dir, module_dir)
@@ -50,9 +80,9 @@ def publish(module_dir: str | os.PathLike, dest: str, *, version: int | str | No
     if version is None:
         version = (max(versions(dest)) + 1) if versions(dest) else 1
     version = str(version)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", version):
+    if not _VERSION_NAME.fullmatch(version):
         raise PublishError(f"Version {version!r} must be letters, digits, '.', '_' or '-'.")
-    name = f"{version}.tar.gz"
+    name = f"{version}{SUFFIX}"
     target = f"{root}/{name}"
     if fs.exists(target):
         raise PublishError(f"{dest}/{name} exists; published versions are immutable. Publish a new version.")
@@ -77,6 +107,8 @@ def publish(module_dir: str | os.PathLike, dest: str, *, version: int | str | No
             if fs.exists(upload):
                 fs.rm(upload)
         fs.put_file(sidecar, f"{target}.sha256")  # after the archive: never beside another version's bytes
+        if fingerprint is not None:
+            fs.pipe_file(f"{target}{_FINGERPRINT}", fingerprint.encode())
     return f"{dest}/{name}"
 
 

@@ -59,40 +59,61 @@ def spec_of_signature(name: str, fn: Any) -> SignatureSpec:
     return SignatureSpec(name, inputs, outputs)
 
 
-def spec_of_call(fn: Any) -> SignatureSpec | None:
-    """Spec of a restored ``__call__``: its one input argument (a tensor or dict of tensors).
+@dataclass(frozen=True)
+class CallSpec:
+    """What a restored ``__call__`` (the Reusable SavedModel API) accepts, read once from its traces.
 
-    Uses the concrete function with ``training=False`` when there are several. None when the
-    function has no traced signature to describe.
+    ``signature`` describes its input (one tensor or a dict of tensors) and outputs, from the
+    trace with ``training=False`` when there are several; ``takes_dict`` says whether the input is
+    a dict; ``takes_training`` whether it accepts ``training=`` (many TF2 exports do not).
     """
-    concrete = list(fn._list_all_concrete_functions_for_serialization())  # noqa: SLF001 - no public API lists them
-    if not concrete:
-        return None
 
-    def is_training(cf: Any) -> bool:
-        args, kwargs = cf.structured_input_signature
-        flags = [a for a in list(args[1:]) + list(kwargs.values()) if isinstance(a, bool)]
-        return any(flags)
+    signature: SignatureSpec
+    takes_dict: bool
+    takes_training: bool
 
-    cf = sorted(concrete, key=is_training)[0]
-    args, _kwargs = cf.structured_input_signature
-    if not args:
-        return None
-    first = args[0]
-    if isinstance(first, Mapping):
-        inputs = {k: _info(k, v) for k, v in sorted(first.items())}
-    elif isinstance(first, tf.TensorSpec):
-        inputs = {first.name or "inputs": _info(first.name or "inputs", first)}
-    else:
-        return None
-    out = cf.structured_outputs
-    if isinstance(out, Mapping):
-        outputs = {k: _info(k, v) for k, v in sorted(out.items()) if hasattr(v, "dtype")}
-    elif hasattr(out, "dtype"):
-        outputs = {"default": _info("default", out)}
-    else:
-        outputs = {}
-    return SignatureSpec("__call__", inputs, outputs)
+    @classmethod
+    def of(cls, fn: Any) -> "CallSpec | None":
+        """The spec of a restored ``__call__``; None when it has no traced signature to describe."""
+        lister = getattr(fn, "_list_all_concrete_functions_for_serialization", None)
+        if lister is None:
+            return None
+        concrete = list(lister())  # the only public-enough view of a restored function's traces
+        if not concrete:
+            return None
+
+        def is_training(cf: Any) -> bool:
+            args, kwargs = cf.structured_input_signature
+            return any(a is True for a in list(args[1:]) + list(kwargs.values()))
+
+        cf = sorted(concrete, key=is_training)[0]
+        args, _kwargs = cf.structured_input_signature
+        if not args:
+            return None
+        first = args[0]
+        if isinstance(first, Mapping):
+            inputs = {k: _info(k, v) for k, v in sorted(first.items())}
+        elif isinstance(first, tf.TensorSpec):
+            inputs = {first.name or "inputs": _info(first.name or "inputs", first)}
+        else:
+            return None
+        out = cf.structured_outputs
+        if isinstance(out, Mapping):
+            outputs = {k: _info(k, v) for k, v in sorted(out.items()) if hasattr(v, "dtype")}
+        elif hasattr(out, "dtype"):
+            outputs = {"default": _info("default", out)}
+        else:
+            outputs = {}
+        takes_training = any("training" in (c.structured_input_signature[1] or {})
+                             or len(c.structured_input_signature[0]) > 1 for c in concrete)
+        return cls(SignatureSpec("__call__", inputs, outputs), isinstance(first, Mapping), takes_training)
+
+    def invoke(self, fn: Any, inputs: Mapping[str, Any], training: Any = None, **kwargs: Any) -> Any:
+        """Call ``fn`` with bound ``inputs``; ``training`` is passed only where ``fn`` accepts it."""
+        arg = dict(inputs) if self.takes_dict else next(iter(inputs.values()))
+        if training is not None and self.takes_training:
+            kwargs["training"] = training
+        return fn(arg, **kwargs)
 
 
 def to_tensor(value: Any, info: TensorInfo, signature: str) -> tf.Tensor:

@@ -14,27 +14,24 @@ in-process runner unless --runner says otherwise (e.g. DataflowRunner).
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import logging
-import os
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import apache_beam as beam
-from apache_beam.io import fileio
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import beam_hub
+from pipelines.io import (FORMAT_NAMES, LOCAL_RUNNERS, Located, csv_header, input_format, match_files, read_records,
+                          setup_logging, with_default_runner)
 
 DEFAULT_MODULE = "builtin://all-MiniLM-L6-v2"
 FORMATS = ("parquet", "jsonl", "tfrecord")
-INPUT_FORMATS = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
-                 ".csv": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
-                 ".tfrec": "tfrecord"}
 log = logging.getLogger("beam_hub.embed")
 
 
@@ -47,7 +44,7 @@ class EmbedOptions(PipelineOptions):
         parser.add_argument("--module", default=DEFAULT_MODULE, help=f"module handle (default {DEFAULT_MODULE})")
         parser.add_argument("--format", default="parquet", choices=FORMATS, help="output format (default parquet)")
         parser.add_argument("--input-format", "--input_format", dest="input_format", default=None,
-                            choices=sorted(set(INPUT_FORMATS.values())), help="default: from the file extension")
+                            choices=FORMAT_NAMES, help="default: from the file extension")
         parser.add_argument("--text-field", "--text_field", dest="text_field", default="text",
                             help="field or column holding the text (JSONL, CSV, Parquet)")
         parser.add_argument("--id-field", "--id_field", dest="id_field", default="id",
@@ -60,48 +57,25 @@ class EmbedOptions(PipelineOptions):
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _text_lines(readable: fileio.ReadableFile, with_file: bool) -> Iterable[dict[str, Any]]:
-    with readable.open() as raw:
-        for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8", newline=""), start=1):
-            record = {"id": number, "text": line.rstrip("\r\n")}
-            if with_file:
-                record["file"] = readable.metadata.path
-            yield record
-
-
-def _csv_rows(readable: fileio.ReadableFile, text_field: str, id_field: str) -> Iterable[dict[str, Any]]:
-    with readable.open() as raw:
-        reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
-        if text_field not in (reader.fieldnames or []):
-            raise ValueError(f"{readable.metadata.path} has no column {text_field!r} (columns: {reader.fieldnames}); "
-                             "pass --text-field")
-        for number, row in enumerate(reader, start=1):
-            yield {"id": row.get(id_field, str(number)), "text": row[text_field]}
-
-
-def _json_record(line: str, text_field: str) -> dict[str, Any]:
-    record = json.loads(line)
+def _json_record(record: Any, text_field: str) -> dict[str, Any]:
     if not isinstance(record, dict) or text_field not in record:
         keys = sorted(record) if isinstance(record, dict) else type(record).__name__
         raise ValueError(f"JSONL record has no field {text_field!r} (fields: {keys}); pass --text-field")
     return record
 
 
-def _matched(pattern: str) -> list[str]:
-    paths = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
-    if not paths:
-        raise FileNotFoundError(f"--input {pattern!r} matches no file")
-    return sorted(paths)
-
-
-def _input_format(pattern: str, given: str | None) -> str:
-    if given:
-        return given
-    ext = os.path.splitext(pattern.removesuffix(".gz"))[1].lower()
-    if ext not in INPUT_FORMATS:
-        raise ValueError(f"cannot tell the format of {pattern!r} from its extension; pass --input-format "
-                         f"({', '.join(sorted(set(INPUT_FORMATS.values())))})")
-    return INPUT_FORMATS[ext]
+def _to_record(located: Located, fmt: str, text_field: str, id_field: str, with_file: bool) -> dict[str, Any]:
+    """The record to embed: text lines get their line number as id (and the file, from several
+    files); CSV rows their id column (else the line number); JSONL objects stay whole."""
+    record = located.record
+    if fmt == "jsonl":
+        return _json_record(record, text_field)
+    if fmt == "csv":
+        return {"id": record.get(id_field, str(located.position)), "text": record[text_field]}
+    out = {"id": located.position, "text": record["text"]}
+    if with_file:
+        out["file"] = located.source
+    return out
 
 
 def _read_parquet(p: beam.Pipeline, pattern: str, first: str, text_field: str):
@@ -122,10 +96,12 @@ def _read_examples(p: beam.Pipeline, pattern: str, first: str, text_field: str, 
     from tensorflow_metadata.proto.v0 import schema_pb2
     from tfx_bsl.public import tfxio
 
+    from beam_hub.examples import feature_kinds
+
     (record,) = list(tf.data.TFRecordDataset(first).take(1).as_numpy_iterator()) or [None]
     if record is None:
         raise ValueError(f"{first} holds no records")
-    features = tf.train.Example.FromString(record).features.feature
+    features = feature_kinds(record)
     if text_field not in features:
         raise ValueError(f"the tf.Examples in {first} have no feature {text_field!r} (features: {sorted(features)}); "
                          "pass --text-field")
@@ -134,9 +110,9 @@ def _read_examples(p: beam.Pipeline, pattern: str, first: str, text_field: str, 
     schema = schema_pb2.Schema()
     arrow = []
     for name in (id_field, text_field):
-        if name not in features:
+        if name not in features or features[name] not in kinds:
             continue
-        tfmd_type, arrow_type = kinds[features[name].WhichOneof("kind")]
+        tfmd_type, arrow_type = kinds[features[name]]
         feature = schema.feature.add()
         feature.name, feature.type = name, tfmd_type
         arrow.append(pa.field(name, arrow_type))
@@ -168,15 +144,11 @@ def _jsonl_line(record: dict[str, Any], id_field: str) -> str:
 
 
 def _example(record: dict[str, Any], id_field: str) -> bytes:
-    import tensorflow as tf
+    from beam_hub.examples import serialize
 
     ident = record.get(id_field)
-    id_feature = (tf.train.Feature(int64_list=tf.train.Int64List(value=[ident])) if isinstance(ident, int)
-                  else tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(ident).encode()])))
-    return tf.train.Example(features=tf.train.Features(feature={
-        "id": id_feature,
-        "embedding": tf.train.Feature(float_list=tf.train.FloatList(value=record["embedding"])),
-    })).SerializeToString()
+    return serialize({"id": ident if isinstance(ident, int) else str(ident),
+                      "embedding": np.asarray(record["embedding"], np.float32)})
 
 
 def _parquet_schema(sample: Sequence[dict[str, Any]], dim: int | None = None):
@@ -195,7 +167,7 @@ def _sample_records(fmt: str, paths: list[str], text_field: str, id_field: str, 
         if fmt == "jsonl":
             for line in stream:
                 if line.strip():
-                    out.append(_json_record(line, text_field))
+                    out.append(_json_record(json.loads(line), text_field))
                 if len(out) >= n:
                     break
         elif fmt == "csv":
@@ -210,8 +182,8 @@ def _sample_records(fmt: str, paths: list[str], text_field: str, id_field: str, 
 
 def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
     """Add the job to ``p``; return what the summary needs (output pattern)."""
-    fmt = _input_format(opts.input, opts.input_format)
-    paths = _matched(opts.input)
+    fmt = input_format(opts.input, opts.input_format)
+    paths = match_files(opts.input)
     # a batch job: full batches from the start (BatchElements would otherwise begin at 1 and grow)
     apply_kwargs = dict(signature=opts.signature, max_batch_size=opts.batch_size, min_batch_size=opts.batch_size)
     text_field = "text" if fmt in ("text", "csv") else opts.text_field
@@ -232,15 +204,12 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
             return {"pattern": opts.output + "*"}
         records = tables | "Rows" >> beam.FlatMap(lambda t: t.to_pylist())
     else:
-        if fmt == "text":
-            records = (p | "Match" >> fileio.MatchFiles(opts.input) | "Open" >> fileio.ReadMatches()
-                         | "Lines" >> beam.FlatMap(_text_lines, with_file=len(paths) > 1))
-        elif fmt == "csv":
-            records = (p | "Match" >> fileio.MatchFiles(opts.input) | "Open" >> fileio.ReadMatches()
-                         | "Rows" >> beam.FlatMap(_csv_rows, opts.text_field, opts.id_field))
-        else:
-            records = (p | "Read" >> beam.io.ReadFromText(opts.input)
-                         | "Parse" >> beam.Map(_json_record, text_field))
+        if fmt == "csv":
+            header = csv_header(paths[0])
+            if opts.text_field not in header:
+                raise ValueError(f"{paths[0]} has no column {opts.text_field!r} (columns: {header}); pass --text-field")
+        records = (read_records(p, opts.input, fmt)
+                   | "Record" >> beam.Map(_to_record, fmt, opts.text_field, opts.id_field, len(paths) > 1))
         embedded = (records
                     | "Key" >> beam.Map(lambda r, f=text_field: (r, r[f]))
                     | "Embed" >> beam_hub.ApplyHubModule(opts.module, keyed=True, **apply_kwargs))
@@ -267,9 +236,7 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the job; return the summary (rows, seconds, rows/s, outputs)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a == "--runner" or a.startswith("--runner=") for a in argv):
-        argv.append("--runner=FnApiRunner")  # local, in-process; DirectRunner would first try to download Prism
+    argv = with_default_runner(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         parser = argparse.ArgumentParser(prog="beam-hub embed", description=__doc__.split("\n\n")[0])
         EmbedOptions._add_argparse_args(parser)
@@ -287,7 +254,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result.wait_until_finish()
     seconds = time.perf_counter() - start
     rows = _counter(result, "inference_elements")
-    local = options.view_as(StandardOptions).runner in ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+    local = options.view_as(StandardOptions).runner in LOCAL_RUNNERS
     outputs = [m.path for r in FileSystems.match([info["pattern"]]) for m in r.metadata_list] if local else []
     return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds if seconds else 0.0,
             "outputs": sorted(outputs) or [info["pattern"]], "module": opts.module,
@@ -305,9 +272,7 @@ def _counter(result: Any, name: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("apache_beam", "absl"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging()
     summary = run(argv)
     if summary["rows"]:
         print(f"embedded {summary['rows']} rows in {summary['seconds']:.1f}s "

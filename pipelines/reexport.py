@@ -13,27 +13,24 @@ version publishes nothing and prints that version's handle. Meant for cron.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
 import json
 import logging
-import os
 import sys
 import tempfile
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import apache_beam as beam
-import fsspec
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import beam_hub
 from beam_hub.cache import Manifest
+from beam_hub.files import records_to_json
+from beam_hub.publish import published_with
+from pipelines.io import Located, input_format, match_files, read_records, setup_logging, with_default_runner
 
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord",
-           ".tfrecords": "tfrecord"}
+TRAIN_FORMATS = ("jsonl", "csv", "parquet", "tfrecord")
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -59,20 +56,13 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 # --- fingerprint -------------------------------------------------------------------------------
 
 
-def _files(pattern: str) -> list[str]:
-    paths = sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
-    if not paths:
-        raise FileNotFoundError(f"--train {pattern!r} matches no file")
-    return paths
-
-
 def fingerprint(args: argparse.Namespace) -> str:
     """sha256 over the base module's files, the training files' bytes and the parameters."""
     h = hashlib.sha256()
     base = beam_hub.resolve(args.base)
     manifest = Manifest.read(base) or Manifest.build(base, args.base)
-    h.update(json.dumps(manifest.files, sort_keys=True).encode())
-    for path in _files(args.train):
+    h.update(json.dumps(records_to_json(manifest.files), sort_keys=True).encode())
+    for path in match_files(args.train, "--train"):
         h.update(path.rsplit("/", 1)[-1].encode())
         with FileSystems.open(path) as f:
             while block := f.read(1 << 20):
@@ -83,37 +73,14 @@ def fingerprint(args: argparse.Namespace) -> str:
     return h.hexdigest()
 
 
-def published_with(dest: str, digest: str) -> str | None:
-    fs, root = fsspec.core.url_to_fs(dest)
-    try:
-        names = fs.ls(root, detail=False)
-    except FileNotFoundError:
-        return None
-    for path in sorted(names):
-        if path.endswith(".tar.gz.fingerprint") and fs.cat_file(path).decode().strip() == digest:
-            return f"{dest.rstrip('/')}/{path.rsplit('/', 1)[-1][: -len('.fingerprint')]}"
-    return None
-
-
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _csv(readable: fileio.ReadableFile) -> Iterable[dict[str, Any]]:
-    with readable.open() as raw:
-        yield from csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
-
-
-def _example(record: bytes) -> dict[str, Any]:
-    import tensorflow as tf
-
-    out = {}
-    for name, feature in tf.train.Example.FromString(record).features.feature.items():
-        values = list(getattr(feature, feature.WhichOneof("kind")).value)
-        out[name] = values[0] if len(values) == 1 else values
-    return out
-
-
-def _typed(record: dict[str, Any], input_field: str, label_field: str, classification: bool) -> dict[str, Any]:
+def _typed(record: Any, input_field: str, label_field: str, classification: bool) -> dict[str, Any]:
+    if isinstance(record, Located):
+        record = record.record
+    if not isinstance(record, dict):
+        raise ValueError(f"training record is not an object: {str(record)[:200]}")
     if input_field not in record or label_field not in record:
         raise ValueError(f"training record lacks {input_field!r} or {label_field!r} (fields: {sorted(record)})")
     value = record[input_field]
@@ -125,16 +92,7 @@ def _typed(record: dict[str, Any], input_field: str, label_field: str, classific
 
 
 def read(p: beam.Pipeline, pattern: str) -> beam.PCollection:
-    fmt = FORMATS.get(os.path.splitext(pattern)[1].lower())
-    if fmt is None:
-        raise ValueError(f"cannot tell the format of {pattern!r}; use .jsonl, .csv, .parquet or .tfrecord files")
-    if fmt == "jsonl":
-        return p | "Read" >> beam.io.ReadFromText(pattern) | "Parse" >> beam.Map(json.loads)
-    if fmt == "csv":
-        return p | "Match" >> fileio.MatchFiles(pattern) | "Open" >> fileio.ReadMatches() | "Rows" >> beam.FlatMap(_csv)
-    if fmt == "parquet":
-        return p | "Read" >> beam.io.ReadFromParquet(pattern)
-    return p | "Read" >> beam.io.ReadFromTFRecord(pattern) | "Parse" >> beam.Map(_example)
+    return read_records(p, pattern, input_format(pattern, None, allowed=TRAIN_FORMATS, flag="--train"))
 
 
 # --- the job -----------------------------------------------------------------------------------
@@ -142,8 +100,7 @@ def read(p: beam.Pipeline, pattern: str) -> beam.PCollection:
 
 def run(argv: Sequence[str] | None = None) -> str:
     args, beam_args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    if not any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
-        beam_args.append("--runner=FnApiRunner")
+    beam_args = with_default_runner(beam_args)
     digest = fingerprint(args)
     existing = published_with(args.dest, digest)
     if existing:
@@ -168,20 +125,11 @@ def build(p: beam.Pipeline, args: argparse.Namespace, digest: str) -> beam.PColl
                 head="classification" if classification else "regression", num_classes=args.num_classes,
                 epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                 validation_fraction=args.validation_fraction, seed=args.seed, work_dir=work)
-            | "Publish" >> beam_hub.ExportHubModule(args.dest)
-            | "Fingerprint" >> beam.Map(_record_fingerprint, digest))
-
-
-def _record_fingerprint(handle: str, digest: str) -> str:
-    fs, path = fsspec.core.url_to_fs(handle + ".fingerprint")
-    fs.pipe_file(path, digest.encode())
-    return handle
+            | "Publish" >> beam_hub.ExportHubModule(args.dest, fingerprint=digest))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    for noisy in ("apache_beam", "absl"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging()
     print(run(argv))  # the last line: the module's handle
     return 0
 

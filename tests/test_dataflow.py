@@ -25,7 +25,7 @@ def test_embed_job_builds_for_dataflow_with_a_shared_cache():
     result = p.run()
     assert str(result.state) == "DONE"
     names = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
-    for stage in ("Read", "Parse", "Embed/Batch", "Embed/Apply", "Write"):
+    for stage in ("Match", "Parse", "Embed/Batch", "Embed/Apply", "Write"):
         assert any(n == stage or n.startswith(stage + "/") for n in names), sorted(names)
     assert options.view_as(HubOptions).hub_cache_dir == "gs://bucket/hub-cache"  # reaches the workers
 
@@ -59,5 +59,5 @@ def test_reexport_job_builds_for_dataflow(tmp_path):
     reexport.build(p, args, "0" * 64)
     assert str(p.run().state) == "DONE"
     names = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
-    for stage in ("Read", "Typed", "FineTune/WriteShards", "FineTune/Train", "Publish", "Fingerprint"):
+    for stage in ("Match", "Parse", "Typed", "FineTune/WriteShards", "FineTune/Train", "Publish"):
         assert any(n == stage or n.startswith(stage + "/") for n in names), sorted(names)

@@ -67,7 +67,7 @@ def test_other_training_formats(base, tmp_path, fmt):
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    from beam_hub.train.finetune import to_example
+    from beam_hub.examples import serialize
 
     path = str(tmp_path / f"train.{fmt}")
     if fmt == "parquet":
@@ -75,7 +75,7 @@ def test_other_training_formats(base, tmp_path, fmt):
     else:
         with tf.io.TFRecordWriter(path) as w:
             for x, y in zip(X[:300], Y[:300]):
-                w.write(to_example({"x": x, "label": int(y)}, "x", "label"))
+                w.write(serialize({"x": x, "label": int(y)}))
     dest = str(tmp_path / "models")
     handle = reexport.run(["--base", base, "--train", path, "--dest", dest, "--input-field", "x",
                            "--label-field", "label", "--num-classes", "2", "--epochs", "1"])

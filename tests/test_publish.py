@@ -7,7 +7,8 @@ import pytest
 
 import beam_hub
 from beam_hub.errors import NotASavedModelError
-from beam_hub.publish import PublishError, versions
+from beam_hub.errors import PublishError
+from beam_hub.publish import versions
 from conftest import run_cli
 
 

@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 
 import beam_hub
-from beam_hub.train.finetune import FineTuneConfig, FineTuneError, export, to_example, train
+from beam_hub.errors import FineTuneError
+from beam_hub.examples import serialize
+from beam_hub.train.finetune import FineTuneConfig, export, train
 from conftest import run_pipeline
 
 RNG = np.random.default_rng(0)
@@ -28,7 +30,7 @@ def shards(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("data") / "train.tfrecord")
     with tf.io.TFRecordWriter(path) as w:
         for x, y in zip(X[TRAIN], Y[TRAIN]):
-            w.write(to_example({"x": x, "y": int(y)}, "x", "y"))
+            w.write(serialize({"x": x, "y": int(y)}))
     return [path]
 
 

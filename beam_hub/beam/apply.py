@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import copy
-import logging
-import random
 import os
+import random
 import time
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import apache_beam as beam
-import numpy as np
-from apache_beam.metrics import Metrics
 
-from beam_hub.beam import columnar
-from beam_hub.beam.handler import METRICS_NAMESPACE, HubModelHandler
+from beam_hub import columnar
+from beam_hub.beam.handler import HubModelHandler
+from beam_hub.beam.metrics import InferenceMetrics
 from beam_hub.beam.options import HubOptions
 from beam_hub.beam.shared_model import acquire
 from beam_hub.errors import InputError
-
-log = logging.getLogger(__name__)
 
 FAILED = "failed"
 _REPR_LIMIT = 200
@@ -141,36 +137,18 @@ class _ApplyDoFn(beam.DoFn):
     def setup(self) -> None:
         acquired = acquire(self._handler.module_key, per_machine=self._handler.share_model_across_processes())
         self._module = acquired.module
-        self._pending_load_msecs = acquired.load_msecs  # counters only count from process()
-        ns = METRICS_NAMESPACE
-        self._loads = Metrics.counter(ns, "module_loads")
-        self._load_msecs = Metrics.distribution(ns, "load_msecs")
-        self._elements = Metrics.counter(ns, "inference_elements")
-        self._batches = Metrics.counter(ns, "inference_batches")
-        self._batch_size = Metrics.distribution(ns, "batch_size")
-        self._inference_msecs = Metrics.distribution(ns, "inference_msecs")
-        self._progress = _Progress(self._handler.handle)
-
-    def _count_load(self) -> None:
-        """Report this worker's module load (counters set in setup() would be dropped)."""
-        if self._pending_load_msecs is not None:
-            self._loads.inc()
-            self._load_msecs.update(int(self._pending_load_msecs))
-            self._pending_load_msecs = None
+        self._metrics = InferenceMetrics(self._handler.handle)
+        self._metrics.loaded(acquired.load_msecs)
 
     def process(self, batch: list[Any]) -> list[Any]:
-        self._count_load()
+        self._metrics.flush_load()
         keys, values = self._split_keys(batch) if self._keyed else (None, batch)
         start = time.perf_counter()
         try:
             outputs = self._module.apply_batch(values, self._spec)
         except Exception as e:  # noqa: BLE001 - isolated per element below
             return self._one_by_one(batch, keys, values, e)
-        self._inference_msecs.update(int((time.perf_counter() - start) * 1000))
-        self._elements.inc(len(outputs))
-        self._batches.inc()
-        self._batch_size.update(len(outputs))
-        self._progress.add(len(outputs))
+        self._metrics.inferred(len(outputs), msecs=(time.perf_counter() - start) * 1000)
         return outputs if keys is None else list(zip(keys, outputs))
 
     def _split_keys(self, batch: list[Any]) -> tuple[list[Any], list[Any]]:
@@ -208,69 +186,30 @@ class _ApplyDoFn(beam.DoFn):
                 f"(signature {spec}). Use .with_exception_handling() to route bad elements to a "
                 "'failed' output instead."
             ) from error
-        self._elements.inc(sum(1 for r in results if not isinstance(r, beam.pvalue.TaggedOutput)))
+        self._metrics.inferred(sum(1 for r in results if not isinstance(r, beam.pvalue.TaggedOutput)))
         return results
 
 
 class _ColumnarDoFn(_ApplyDoFn):
-    """Whole columnar batches in, the same batches with output columns out."""
+    """Whole columnar batches in, the same batches with output columns out (see ``LoadedModule.apply_table``)."""
 
     def __init__(self, handler: HubModelHandler, columns: str | Mapping[str, str], output_column: str,
                  max_rows: int) -> None:
         super().__init__(handler, keyed=False, dead_letter=False)
-        self._column_spec = columns
+        self._columns = columns
         self._output_column = output_column
         self._max_rows = max_rows
 
     def process(self, batch: Any):
-        self._count_load()
+        self._metrics.flush_load()
         n = columnar.num_rows(batch)
         if n == 0:
             return
-        spec = self._module.spec(self._spec)
-        mapping = self._column_spec
-        if isinstance(mapping, str):
-            if len(spec.inputs) != 1:
-                raise InputError(f"Signature {spec} takes several inputs: pass columns={{input: column}}.")
-            mapping = {next(iter(spec.inputs)): mapping}
-        inputs = {name: columnar.column(batch, col) for name, col in mapping.items()}
-        order = _length_order(batch, mapping, spec)
         start = time.perf_counter()
-        pieces = []
-        for lo in range(0, n, self._max_rows):
-            rows = order[lo:lo + self._max_rows]
-            chunk = {k: v[rows] for k, v in inputs.items()}
-            pieces.append(self._module.apply_columns(chunk if len(chunk) > 1 else next(iter(chunk.values())),
-                                                     self._spec, len(rows)))
-        inverse = np.empty(n, dtype=np.int64)
-        inverse[order] = np.arange(n)
-        if isinstance(pieces[0], Mapping):
-            outputs = {f"{self._output_column}_{k}": np.concatenate([p[k] for p in pieces])[inverse] for k in pieces[0]}
-        else:
-            outputs = {self._output_column: np.concatenate(pieces)[inverse]}
-        self._inference_msecs.update(int((time.perf_counter() - start) * 1000))
-        self._elements.inc(n)
-        self._batches.inc(len(pieces))
-        self._batch_size.update(n)
-        self._progress.add(n)
-        yield columnar.with_columns(batch, outputs)
-
-
-def _length_order(batch: Any, mapping: Mapping[str, str], spec: Any) -> np.ndarray:
-    """Rows sorted by text length when the one input is a string column (less padding), else as is."""
-    import tensorflow as tf
-
-    n = columnar.num_rows(batch)
-    if len(mapping) != 1 or spec.inputs[next(iter(mapping))].dtype != tf.string:
-        return np.arange(n)
-    col = next(iter(mapping.values()))
-    if columnar.is_arrow(batch):
-        import pyarrow.compute as pc
-
-        values = batch.column(col)
-        lengths = pc.binary_length(values.cast("binary") if not str(values.type).endswith("binary") else values)
-        return np.argsort(lengths.to_numpy(zero_copy_only=False), kind="stable")
-    return np.argsort(np.fromiter(map(len, batch[col]), dtype=np.int64, count=n), kind="stable")
+        out = self._module.apply_table(batch, self._columns, self._spec, output_column=self._output_column,
+                                       max_rows=self._max_rows)
+        self._metrics.inferred(n, calls=-(-n // self._max_rows), msecs=(time.perf_counter() - start) * 1000)
+        yield out
 
 
 _SHUFFLE_KEYS = 64
@@ -290,24 +229,6 @@ def _chunks(keyed: tuple[int, Any], size: int):
             batch = []
     if batch:
         yield batch
-
-
-class _Progress:
-    """Logs this worker's progress every ``every_s`` seconds (long jobs show they are alive)."""
-
-    def __init__(self, handle: str, every_s: float = 10.0) -> None:
-        self.handle = handle
-        self.every_s = every_s
-        self.count = 0
-        self.start = self.last = time.monotonic()
-
-    def add(self, n: int) -> None:
-        self.count += n
-        now = time.monotonic()
-        if now - self.last >= self.every_s:
-            self.last = now
-            log.info("%s: %d elements in %.0fs (%.0f/s) in this worker", self.handle, self.count,
-                     now - self.start, self.count / (now - self.start))
 
 
 def _short(value: Any) -> str:

@@ -9,10 +9,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from beam_hub.beam.batching import ApplySpec, LoadedModule
+from beam_hub.batch import ApplySpec, LoadedModule
+from beam_hub.beam.metrics import METRICS_NAMESPACE
 from beam_hub.beam.shared_model import ModuleKey
 
-METRICS_NAMESPACE = "beam_hub"
 
 
 class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):

@@ -15,7 +15,7 @@ import numpy as np
 from apache_beam.ml.inference.base import RunInference
 from apache_beam.ml.transforms.base import EmbeddingsManager, _ImageEmbeddingHandler, _TextEmbeddingHandler
 
-from beam_hub.beam.batching import LoadedModule
+from beam_hub.batch import LoadedModule
 from beam_hub.beam.handler import HubModelHandler
 
 DEFAULT_TEXT_MODULE = "builtin://all-MiniLM-L6-v2"

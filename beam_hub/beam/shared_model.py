@@ -9,7 +9,7 @@ from typing import Any
 
 from apache_beam.utils import multi_process_shared, shared
 
-from beam_hub.beam.batching import LoadedModule
+from beam_hub.batch import LoadedModule
 
 _registry_lock = threading.Lock()
 _registry: dict[str, shared.Shared] = {}

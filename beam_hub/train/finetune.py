@@ -11,16 +11,12 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
 import tensorflow as tf
 
-from beam_hub.beam.batching import _example_feature
-from beam_hub.errors import BeamHubError
-from beam_hub.module import HubModule, load
-
-
-class FineTuneError(BeamHubError, ValueError):
-    """The module cannot be fine-tuned (signatures only, TF1 format, no trainable variables) or the data is unusable."""
+from beam_hub.errors import FineTuneError
+from beam_hub.examples import dense, feature_spec
+from beam_hub.module import CALL, HubModule, load
+from beam_hub.signatures import CallSpec, TensorInfo
 
 
 @dataclass
@@ -69,9 +65,11 @@ class _Dense(tf.Module):
 class FineTunedModule(tf.Module):
     """The base module with the head on top: itself a reusable, fine-tunable hub module."""
 
-    def __init__(self, base: Any, head: Any, input_spec: tf.TensorSpec, classification: bool) -> None:
+    def __init__(self, base: Any, call_spec: CallSpec, head: Any, input_spec: tf.TensorSpec,
+                 classification: bool) -> None:
         super().__init__(name="fine_tuned")
         self.base = base
+        self._base_call = call_spec  # how to call base.__call__ (with training= only if it takes it)
         self.head = head
         self.classification = classification
         self.regularization_losses = list(getattr(base, "regularization_losses", []) or [])
@@ -89,8 +87,15 @@ class FineTunedModule(tf.Module):
         self.serve = serve
 
     def _forward(self, x: tf.Tensor, training) -> tf.Tensor:
-        features = tf.cond(training, lambda: self.base(x, training=True), lambda: self.base(x, training=False)) \
-            if isinstance(training, tf.Tensor) else self.base(x, training=training)
+        def base(mode: bool) -> tf.Tensor:
+            return self._base_call.invoke(self.base, {"inputs": x}, mode)
+
+        if not isinstance(training, tf.Tensor):
+            features = base(training)
+        elif self._base_call.takes_training:
+            features = tf.cond(training, lambda: base(True), lambda: base(False))
+        else:
+            features = base(False)
         out = self.head(features)
         return tf.nn.softmax(out) if self.classification else tf.squeeze(out, -1)
 
@@ -116,22 +121,24 @@ def _adam(variables: Sequence[tf.Variable], lr: float):
     return apply
 
 
-def _check_trainable(module: HubModule) -> tf.TensorSpec:
+def _check_trainable(module: HubModule) -> tuple[CallSpec, tf.TensorSpec]:
     if module.is_tf1_format:
         raise FineTuneError(f"{module.handle} is in the TF1 Hub format: it has signatures only and cannot be fine-tuned.")
-    if "__call__" not in module.signatures:
+    call = module.call_spec
+    if call is None:
         raise FineTuneError(f"{module.handle} has no __call__ (signatures only): it cannot be fine-tuned. "
                             "Fine-tuning needs the Reusable SavedModel API: __call__(x, training=...).")
     if not module.trainable_variables:
         raise FineTuneError(f"{module.handle} has no trainable variables: there is nothing to fine-tune.")
-    (info,) = module.signatures["__call__"].inputs.values()
-    return tf.TensorSpec(info.shape, info.dtype)
+    if call.takes_dict or len(call.signature.inputs) != 1:
+        raise FineTuneError(f"{module.handle}: __call__ takes {call.signature.describe_inputs()}; fine-tuning "
+                            "needs a module whose __call__ takes one tensor.")
+    (info,) = call.signature.inputs.values()
+    return call, tf.TensorSpec(info.shape, info.dtype)
 
 
 def parse_spec(input_spec: tf.TensorSpec, config: FineTuneConfig) -> dict[str, Any]:
-    from beam_hub.signatures import TensorInfo
-
-    feature, _ = _example_feature(TensorInfo(config.input_key, input_spec.dtype, input_spec.shape))
+    feature = feature_spec(TensorInfo(config.input_key, input_spec.dtype, input_spec.shape))
     label = tf.io.FixedLenFeature([], tf.int64 if config.task == "classification" else tf.float32)
     return {config.input_key: feature, config.label_key: label}
 
@@ -143,8 +150,12 @@ def train(files: Sequence[str], config: FineTuneConfig) -> TrainResult:
         raise FineTuneError("head='classification' needs num_classes=N.")
     tf.random.set_seed(config.seed)
     module = load(config.handle, cache_dir=config.cache_dir)
-    input_spec = _check_trainable(module)
+    call_spec, input_spec = _check_trainable(module)
     base = module.saved_model
+
+    def features_of(x: tf.Tensor, training: bool) -> tf.Tensor:
+        return module(x, signature=CALL, training=training, numpy=False)
+
     spec = parse_spec(input_spec, config)
     every = max(2, round(1 / config.validation_fraction)) if config.validation_fraction > 0 else 0
 
@@ -158,10 +169,7 @@ def train(files: Sequence[str], config: FineTuneConfig) -> TrainResult:
 
         def pair(_, record):
             example = tf.io.parse_single_example(record, spec)
-            x = example[config.input_key]
-            if isinstance(x, tf.SparseTensor):
-                x = tf.sparse.to_dense(x)
-            return tf.cast(x, input_spec.dtype), example[config.label_key]
+            return dense(example[config.input_key], input_spec.dtype), example[config.label_key]
 
         return ds.map(pair)
 
@@ -177,7 +185,7 @@ def train(files: Sequence[str], config: FineTuneConfig) -> TrainResult:
     if n_train == 0:
         raise FineTuneError("No training examples: the input PCollection was empty.")
     example = next(iter(train_ds.batch(2)))[0]
-    features = base(example, training=False)
+    features = features_of(example, False)
     width = int(features.shape[-1])
     head = (_Dense(width, config.num_classes if classification else 1, config.seed)
             if config.head in ("classification", "regression") else config.head)
@@ -195,14 +203,14 @@ def train(files: Sequence[str], config: FineTuneConfig) -> TrainResult:
     @tf.function
     def step(x, y):
         with tf.GradientTape() as tape:
-            out = head(base(x, training=True))
+            out = head(features_of(x, True))
             loss = loss_fn(y, out) + tf.add_n([r() for r in reg] or [0.0])
         step_fn(tape.gradient(loss, variables))
         return loss
 
     @tf.function
     def evaluate_batch(x, y):
-        out = head(base(x, training=False))
+        out = head(features_of(x, False))
         right = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(out, -1), y), tf.float32)) if classification else 0.0
         return loss_fn(y, out) * tf.cast(tf.shape(x)[0], tf.float32), right
 
@@ -234,7 +242,7 @@ def train(files: Sequence[str], config: FineTuneConfig) -> TrainResult:
         for v, value in zip(variables, best_values):
             v.assign(value)
     final = {f"validation_{k}" if n_val else f"train_{k}": v for k, v in evaluate(monitor).items()}
-    exported = FineTunedModule(base, head, input_spec, classification)
+    exported = FineTunedModule(base, call_spec, head, input_spec, classification)
     return TrainResult(exported, final, n_train, n_val, epochs_run)
 
 
@@ -260,19 +268,3 @@ def export(result: TrainResult, config: FineTuneConfig, dest: str) -> str:
     with open(os.path.join(dest, "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(readme) + "\n")
     return dest
-
-
-def to_example(record: dict, input_key: str, label_key: str) -> bytes:
-    """One training record as a serialized tf.train.Example (input: numbers or text; label: int or float)."""
-    value, label = record[input_key], record[label_key]
-    arr = np.asarray(value)
-    if arr.dtype.kind in "US" or isinstance(value, (str, bytes)):
-        feat = tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[v.encode() if isinstance(v, str) else v for v in np.atleast_1d(value).tolist()]))
-    elif arr.dtype.kind in "iub":
-        feat = tf.train.Feature(int64_list=tf.train.Int64List(value=arr.reshape(-1).tolist()))
-    else:
-        feat = tf.train.Feature(float_list=tf.train.FloatList(value=arr.reshape(-1).astype(np.float32).tolist()))
-    lab = (tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])) if isinstance(label, (int, np.integer))
-           else tf.train.Feature(float_list=tf.train.FloatList(value=[float(label)])))
-    return tf.train.Example(features=tf.train.Features(feature={input_key: feat, label_key: lab})).SerializeToString()

@@ -38,16 +38,20 @@ class FineTuneHubModule(beam.PTransform):
         self.work_dir = work_dir
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
-        from beam_hub.train.finetune import to_example
-
         work = self.work_dir or tempfile.mkdtemp(prefix="beam-hub-finetune-")
         shards = (records
-                  | "ToExamples" >> beam.Map(to_example, self.config.input_key, self.config.label_key)
+                  | "ToExamples" >> beam.Map(_training_example, self.config.input_key, self.config.label_key)
                   | "WriteShards" >> beam.io.WriteToTFRecord(os.path.join(work, "data", "train"),
                                                             file_name_suffix=".tfrecord"))
         return (shards
                 | "AllShards" >> beam.combiners.ToList()
                 | "Train" >> beam.Map(_train_and_export, self.config, work))
+
+
+def _training_example(record: dict[str, Any], input_key: str, label_key: str) -> bytes:
+    from beam_hub.examples import serialize
+
+    return serialize({input_key: record[input_key], label_key: record[label_key]})
 
 
 def _train_and_export(files: list[str], config: FineTuneConfig, work: str) -> str:
@@ -59,14 +63,20 @@ def _train_and_export(files: list[str], config: FineTuneConfig, work: str) -> st
 
 
 class ExportHubModule(beam.PTransform):
-    """Module directories in, published handles out: packed reproducibly, published to ``dest``."""
+    """Module directories in, published handles out: packed reproducibly, published to ``dest``
+    (with ``fingerprint`` recorded beside the version, see ``beam_hub.publish``)."""
 
-    def __init__(self, dest: str, version: int | str | None = None) -> None:
+    def __init__(self, dest: str, version: int | str | None = None, *, fingerprint: str | None = None) -> None:
         super().__init__()
         self.dest = dest
         self.version = version
+        self.fingerprint = fingerprint
 
     def expand(self, module_dirs: beam.PCollection) -> beam.PCollection:
-        from beam_hub.publish import publish
+        return module_dirs | "Publish" >> beam.Map(_publish, self.dest, self.version, self.fingerprint)
 
-        return module_dirs | "Publish" >> beam.Map(lambda d, dest=self.dest, v=self.version: publish(d, dest, version=v))
+
+def _publish(module_dir: str, dest: str, version: int | str | None, fingerprint: str | None) -> str:
+    from beam_hub.publish import publish
+
+    return publish(module_dir, dest, version=version, fingerprint=fingerprint)

@@ -1,8 +1,14 @@
-"""Apply a module to a batch of Beam elements: stack, one signature call, split rows.
+"""The batch core: apply a module to many elements with one signature call per batch.
 
-The model-facing core shared by ApplyHubModule and HubModelHandler (RunInference): it knows the
-module, not Beam. Per batch it stacks each input into one array, makes one signature call, converts
-each output to numpy once, and splits rows as numpy views (no per-row TensorFlow work).
+Shared by ApplyHubModule, HubModelHandler (RunInference) and MLTransform; it knows the module,
+not Beam. Two shapes of batch:
+
+- rows (``apply_batch``): a list of per-element values or dicts; each input is stacked into one
+  array, the signature is called once, each output converted to numpy once, and rows split off
+  as read-only views (no per-row TensorFlow work);
+- columns (``apply_table``): a whole pyarrow RecordBatch/Table or dict of numpy columns; string
+  inputs are sorted by length into sub-batches (less padding for text models), outputs put back
+  in the original row order and added as new columns.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from beam_hub import columnar
 from beam_hub.errors import InputError
 from beam_hub.module import HubModule
 from beam_hub.signatures import SignatureSpec, TensorInfo
@@ -54,45 +61,6 @@ def stack(values: Sequence[Any], info: TensorInfo, signature: str) -> np.ndarray
     )
 
 
-def _example_feature(info: TensorInfo) -> tuple[Any, tf.dtypes.DType]:
-    if info.shape.rank is None or info.shape.rank < 1:
-        raise InputError(f"Input {info} has no batch dimension; it cannot be parsed from tf.Examples.")
-    if info.dtype.is_floating:
-        ex_dtype = tf.float32
-    elif info.dtype.is_integer or info.dtype == tf.bool:
-        ex_dtype = tf.int64
-    elif info.dtype == tf.string:
-        ex_dtype = tf.string
-    else:
-        raise InputError(f"Input {info} has a dtype tf.train.Example cannot hold (float, int or bytes only).")
-    inner = info.shape[1:]
-    if inner.is_fully_defined():
-        return tf.io.FixedLenFeature(inner.as_list(), ex_dtype), ex_dtype
-    if inner.rank == 1:
-        return tf.io.VarLenFeature(ex_dtype), ex_dtype
-    raise InputError(f"Input {info}: only one unknown inner dimension can be parsed from tf.Examples.")
-
-
-def parse_examples(records: Sequence[bytes], spec: SignatureSpec) -> dict[str, tf.Tensor]:
-    """Parse serialized tf.train.Examples, one feature per signature input, in one op per batch."""
-    features = {name: _example_feature(info) for name, info in spec.inputs.items()}
-    try:
-        parsed = tf.io.parse_example(tf.constant(list(records), dtype=tf.string),
-                                     {name: feat for name, (feat, _) in features.items()})
-    except tf.errors.InvalidArgumentError as e:
-        raise InputError(
-            f"Cannot parse tf.Examples for signature {spec.name!r} (features {spec.describe_inputs()}): "
-            f"{e.message.splitlines()[0]}"
-        ) from None
-    out = {}
-    for name, info in spec.inputs.items():
-        value = parsed[name]
-        if isinstance(value, tf.SparseTensor):
-            value = tf.sparse.to_dense(value)
-        out[name] = value if value.dtype == info.dtype else tf.cast(value, info.dtype)
-    return out
-
-
 class LoadedModule:
     """A loaded module plus the batch logic; what Beam shares per process (or proxies per machine)."""
 
@@ -102,10 +70,14 @@ class LoadedModule:
     def spec(self, apply: ApplySpec) -> SignatureSpec:
         return self.module.signature(apply.signature)
 
+    # -- rows --------------------------------------------------------------------------------------
+
     def apply_batch(self, elements: Sequence[Any], apply: ApplySpec) -> list[Any]:
         """Outputs for ``elements``, in order: arrays, or dicts of arrays with ``as_dict``."""
         spec = self.spec(apply)
         if apply.from_examples:
+            from beam_hub.examples import parse_examples
+
             inputs: Any = parse_examples(elements, spec)
         elif isinstance(elements[0], Mapping):
             missing = [k for k in spec.inputs if k not in elements[0]]
@@ -136,6 +108,63 @@ class LoadedModule:
         if isinstance(outputs, Mapping):
             return {key: _check_batch(key, np.asarray(value), n, spec) for key, value in outputs.items()}
         return _check_batch("default", np.asarray(outputs), n, spec)
+
+    # -- columns -----------------------------------------------------------------------------------
+
+    def apply_table(self, batch: Any, columns: str | Mapping[str, str], apply: ApplySpec, *,
+                    output_column: str = "output", max_rows: int = 1024) -> Any:
+        """``batch`` (Arrow or dict of numpy columns) with the outputs added as new columns.
+
+        ``columns`` names the input column of a one-input signature, or maps input names to
+        columns. The output is column ``output_column`` (``{output_column}_{key}`` per output with
+        ``as_dict``). Calls the signature on sub-batches of at most ``max_rows`` rows, taking
+        string inputs in order of length, and puts every output row back in its input row's place.
+        """
+        n = columnar.num_rows(batch)
+        spec = self.spec(apply)
+        mapping = _input_columns(columns, spec)
+        inputs = {name: columnar.column(batch, col) for name, col in mapping.items()}
+        order = _length_order(batch, mapping, spec)
+        pieces = []
+        for lo in range(0, n, max_rows):
+            rows = order[lo:lo + max_rows]
+            chunk = {k: v[rows] for k, v in inputs.items()}
+            pieces.append(self.apply_columns(chunk if len(chunk) > 1 else next(iter(chunk.values())), apply, len(rows)))
+        if not pieces:
+            return batch
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[order] = np.arange(n)
+        if isinstance(pieces[0], Mapping):
+            outputs = {f"{output_column}_{k}": np.concatenate([p[k] for p in pieces])[inverse] for k in pieces[0]}
+        else:
+            outputs = {output_column: np.concatenate(pieces)[inverse]}
+        return columnar.with_columns(batch, outputs)
+
+
+def _input_columns(columns: str | Mapping[str, str], spec: SignatureSpec) -> Mapping[str, str]:
+    if not isinstance(columns, str):
+        unknown = sorted(set(columns) - set(spec.inputs))
+        if unknown:
+            raise InputError(f"columns= names inputs {unknown} that signature {spec} does not have.")
+        return columns
+    if len(spec.inputs) != 1:
+        raise InputError(f"Signature {spec} takes several inputs: pass columns={{input: column}}.")
+    return {next(iter(spec.inputs)): columns}
+
+
+def _length_order(batch: Any, mapping: Mapping[str, str], spec: SignatureSpec) -> np.ndarray:
+    """Rows sorted by text length when the one input is a string column (less padding), else as is."""
+    n = columnar.num_rows(batch)
+    if len(mapping) != 1 or spec.inputs[next(iter(mapping))].dtype != tf.string:
+        return np.arange(n)
+    col = next(iter(mapping.values()))
+    if columnar.is_arrow(batch):
+        import pyarrow.compute as pc
+
+        values = batch.column(col)
+        lengths = pc.binary_length(values.cast("binary") if not str(values.type).endswith("binary") else values)
+        return np.argsort(lengths.to_numpy(zero_copy_only=False), kind="stable")
+    return np.argsort(np.fromiter(map(len, batch[col]), dtype=np.int64, count=n), kind="stable")
 
 
 def _check_batch(key: str, value: np.ndarray, n: int, spec: SignatureSpec) -> np.ndarray:

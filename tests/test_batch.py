@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 
 import beam_hub
-from beam_hub.beam.batching import ApplySpec, LoadedModule, parse_examples, stack
+from beam_hub.batch import ApplySpec, LoadedModule, stack
+from beam_hub.examples import parse_examples
 from beam_hub.errors import InputError
 from beam_hub.signatures import TensorInfo
 

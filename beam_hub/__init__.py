@@ -36,8 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from beam_hub.beam.mltransform import HubImageEmbeddings, HubTextEmbeddings
     from beam_hub.keras_layer import KerasLayer
     from beam_hub.module import HubModule, load
-    from beam_hub.train.transforms import ExportHubModule, FineTuneHubModule
     from beam_hub.signatures import SignatureSpec
+    from beam_hub.train.transforms import ExportHubModule, FineTuneHubModule
 
 
 def __getattr__(name: str) -> Any:

@@ -10,8 +10,9 @@ import stat
 import tarfile
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from beam_hub import settings
 from beam_hub.errors import IntegrityError, UnsafeArchiveError
@@ -83,8 +84,9 @@ class _HashingReader(io.RawIOBase):
         return self.head
 
 
-def safe_extract(source: str | os.PathLike | BinaryIO, dest: str, *, what: str,
-                 max_bytes: int | None = None) -> "ExtractedFiles":
+def safe_extract(
+    source: str | os.PathLike | BinaryIO, dest: str, *, what: str, max_bytes: int | None = None
+) -> ExtractedFiles:
     """Extract an archive (a path, or a binary stream read once to its end) into ``dest`` in one
     streaming pass; return the archive's sha256 and the size and sha256 of every file written.
 
@@ -145,7 +147,9 @@ def _check_member(member: tarfile.TarInfo, dest: str, what: str) -> tarfile.TarI
             "archives must hold plain files and directories only."
         )
     if not (member.isfile() or member.isdir()):
-        raise UnsafeArchiveError(f"{what}: member {member.name!r} is a device, FIFO or other special file; refused.")
+        raise UnsafeArchiveError(
+            f"{what}: member {member.name!r} is a device, FIFO or other special file; refused."
+        )
     try:
         return tarfile.data_filter(member, dest)
     except tarfile.FilterError as e:
@@ -161,7 +165,9 @@ def _write_member(src: BinaryIO | None, target: str, member: tarfile.TarInfo, wh
             out.write(chunk)
             written += len(chunk)
     if written != member.size:
-        raise IntegrityError(f"{what}: member {member.name!r} is cut short ({written} of {member.size} bytes).")
+        raise IntegrityError(
+            f"{what}: member {member.name!r} is cut short ({written} of {member.size} bytes)."
+        )
     os.chmod(target, (member.mode or 0o644) & 0o755 | 0o600)
     return FileRecord(written, digest.hexdigest())
 
@@ -217,9 +223,11 @@ def pack(src_dir: str, out_path: str, *, mtime: int | None = None, compresslevel
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     tmp = f"{out_path}.{uuid.uuid4().hex}.tmp"
     try:
-        with open(tmp, "wb") as raw, gzip.GzipFile(
-            filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel
-        ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
             for name, full in _members(src_dir):
                 st = os.stat(full)
                 info = tarfile.TarInfo(name)

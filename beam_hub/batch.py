@@ -14,8 +14,9 @@ not Beam. Two shapes of batch:
 from __future__ import annotations
 
 import collections
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -84,7 +85,9 @@ class LoadedModule:
             if missing:  # let the module's binding raise its full message
                 inputs = dict(elements[0])
             else:
-                inputs = {k: stack([e[k] for e in elements], info, spec.name) for k, info in spec.inputs.items()}
+                inputs = {
+                    k: stack([e[k] for e in elements], info, spec.name) for k, info in spec.inputs.items()
+                }
         elif len(spec.inputs) == 1:
             (info,) = spec.inputs.values()
             inputs = stack(elements, info, spec.name)
@@ -103,16 +106,24 @@ class LoadedModule:
         each once more); Beam elements are immutable anyway.
         """
         spec = self.spec(apply)
-        outputs = self.module(inputs, signature=spec.name, as_dict=apply.as_dict, output_key=apply.output_key,
-                              numpy=False)
+        outputs = self.module(
+            inputs, signature=spec.name, as_dict=apply.as_dict, output_key=apply.output_key, numpy=False
+        )
         if isinstance(outputs, Mapping):
             return {key: _check_batch(key, np.asarray(value), n, spec) for key, value in outputs.items()}
         return _check_batch("default", np.asarray(outputs), n, spec)
 
     # -- columns -----------------------------------------------------------------------------------
 
-    def apply_table(self, batch: Any, columns: str | Mapping[str, str], apply: ApplySpec, *,
-                    output_column: str = "output", max_rows: int = 1024) -> Any:
+    def apply_table(
+        self,
+        batch: Any,
+        columns: str | Mapping[str, str],
+        apply: ApplySpec,
+        *,
+        output_column: str = "output",
+        max_rows: int = 1024,
+    ) -> Any:
         """``batch`` (Arrow or dict of numpy columns) with the outputs added as new columns.
 
         ``columns`` names the input column of a one-input signature, or maps input names to
@@ -127,15 +138,19 @@ class LoadedModule:
         order = _length_order(batch, mapping, spec)
         pieces = []
         for lo in range(0, n, max_rows):
-            rows = order[lo:lo + max_rows]
+            rows = order[lo : lo + max_rows]
             chunk = {k: v[rows] for k, v in inputs.items()}
-            pieces.append(self.apply_columns(chunk if len(chunk) > 1 else next(iter(chunk.values())), apply, len(rows)))
+            pieces.append(
+                self.apply_columns(chunk if len(chunk) > 1 else next(iter(chunk.values())), apply, len(rows))
+            )
         if not pieces:
             return batch
         inverse = np.empty(n, dtype=np.int64)
         inverse[order] = np.arange(n)
         if isinstance(pieces[0], Mapping):
-            outputs = {f"{output_column}_{k}": np.concatenate([p[k] for p in pieces])[inverse] for k in pieces[0]}
+            outputs = {
+                f"{output_column}_{k}": np.concatenate([p[k] for p in pieces])[inverse] for k in pieces[0]
+            }
         else:
             outputs = {output_column: np.concatenate(pieces)[inverse]}
         return columnar.with_columns(batch, outputs)
@@ -162,7 +177,9 @@ def _length_order(batch: Any, mapping: Mapping[str, str], spec: SignatureSpec) -
         import pyarrow.compute as pc
 
         values = batch.column(col)
-        lengths = pc.binary_length(values.cast("binary") if not str(values.type).endswith("binary") else values)
+        lengths = pc.binary_length(
+            values.cast("binary") if not str(values.type).endswith("binary") else values
+        )
         return np.argsort(lengths.to_numpy(zero_copy_only=False), kind="stable")
     return np.argsort(np.fromiter(map(len, batch[col]), dtype=np.int64, count=n), kind="stable")
 

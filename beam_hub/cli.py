@@ -1,12 +1,12 @@
 """`beam-hub` command line. Thin: each subcommand calls the library.
 
-    beam-hub resolve HANDLE              print the local directory of the module
-    beam-hub inspect HANDLE              signatures, inputs and outputs with dtypes and shapes
-    beam-hub cache list|verify|prune --older-than DAYS|clear
-    beam-hub pack DIR OUT.tar.gz         reproducible archive; prints its sha256
-    beam-hub embed --input P --output O  the batch embedding job (pipelines/embed.py)
-    beam-hub serve ROOT [--port 8080]    host modules over HTTP with the TF Hub protocol
-    beam-hub publish DIR DEST [--version N]  immutable versions at any fsspec destination
+beam-hub resolve HANDLE              print the local directory of the module
+beam-hub inspect HANDLE              signatures, inputs and outputs with dtypes and shapes
+beam-hub cache list|verify|prune --older-than DAYS|clear
+beam-hub pack DIR OUT.tar.gz         reproducible archive; prints its sha256
+beam-hub embed --input P --output O  the batch embedding job (pipelines/embed.py)
+beam-hub serve ROOT [--port 8080]    host modules over HTTP with the TF Hub protocol
+beam-hub publish DIR DEST [--version N]  immutable versions at any fsspec destination
 """
 
 from __future__ import annotations
@@ -43,15 +43,34 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         out = {
             name: {
-                "inputs": {k: {"dtype": i.dtype.name, "shape": i.shape.as_list() if i.shape.rank is not None else None}
-                           for k, i in spec.inputs.items()},
-                "outputs": {k: {"dtype": o.dtype.name, "shape": o.shape.as_list() if o.shape.rank is not None else None}
-                            for k, o in spec.outputs.items()},
+                "inputs": {
+                    k: {
+                        "dtype": i.dtype.name,
+                        "shape": i.shape.as_list() if i.shape.rank is not None else None,
+                    }
+                    for k, i in spec.inputs.items()
+                },
+                "outputs": {
+                    k: {
+                        "dtype": o.dtype.name,
+                        "shape": o.shape.as_list() if o.shape.rank is not None else None,
+                    }
+                    for k, o in spec.outputs.items()
+                },
             }
             for name, spec in module.signatures.items()
         }
-        print(json.dumps({"handle": args.handle, "path": module.path, "default": module.default_signature,
-                          "signatures": out}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "handle": args.handle,
+                    "path": module.path,
+                    "default": module.default_signature,
+                    "signatures": out,
+                },
+                indent=2,
+            )
+        )
         return 0
     print(f"module:  {args.handle}")
     print(f"path:    {module.path}")
@@ -77,7 +96,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
         entries = cache.entries()
         print(f"cache: {cache.root} ({len(entries)} entries, {sum(e.size for e in entries) / 1e6:.1f} MB)")
         for e in entries:
-            print(f"{e.key}  {e.size / 1e6:9.1f} MB  last used {_when(e.last_used)}  {e.handle or '(unknown handle)'}")
+            print(
+                f"{e.key}  {e.size / 1e6:9.1f} MB  last used {_when(e.last_used)}  {e.handle or '(unknown handle)'}"
+            )
         return 0
     if args.action == "verify":
         results = cache.verify(deep=not args.quick)
@@ -86,8 +107,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
             print(f"{'DAMAGED' if path in bad else 'ok     '}  {path}")
             for problem in bad.get(path, []):
                 print(f"           {problem}")
-        print(f"{len(results) - len(bad)} whole, {len(bad)} damaged"
-              + (" (damaged entries are fetched again on their next resolve)" if bad else ""))
+        print(
+            f"{len(results) - len(bad)} whole, {len(bad)} damaged"
+            + (" (damaged entries are fetched again on their next resolve)" if bad else "")
+        )
         return 1 if bad else 0
     if args.action == "prune":
         removed = cache.prune(args.older_than)
@@ -137,8 +160,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="beam-hub", description="Resolve, inspect, cache and pack TF Hub-style modules.")
-    parser.add_argument("--cache-dir", help="module cache (default: $TFHUB_CACHE_DIR, else ~/.cache/beam_hub)")
+    parser = argparse.ArgumentParser(
+        prog="beam-hub", description="Resolve, inspect, cache and pack TF Hub-style modules."
+    )
+    parser.add_argument(
+        "--cache-dir", help="module cache (default: $TFHUB_CACHE_DIR, else ~/.cache/beam_hub)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and cache decisions")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -148,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="show a module's signatures, inputs and outputs")
     p.add_argument("handle")
-    p.add_argument("--tags", nargs="*", default=None, help="graph variant tags (default: the module's default)")
+    p.add_argument(
+        "--tags", nargs="*", default=None, help="graph variant tags (default: the module's default)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
 
@@ -167,18 +196,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve the modules under ROOT over HTTP (the TF Hub protocol)")
     p.add_argument("root")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
     p.add_argument("--port", type=int, default=8080, help="port (0: any free port; the URL is printed)")
-    p.add_argument("--uncompressed-base", default=None,
-                   help="mirror of the extracted modules (e.g. gs://bucket/prefix) for tf-hub-format=uncompressed")
-    p.add_argument("--pack-dir", default=None, help="where archives of module directories are packed and kept")
+    p.add_argument(
+        "--uncompressed-base",
+        default=None,
+        help="mirror of the extracted modules (e.g. gs://bucket/prefix) for tf-hub-format=uncompressed",
+    )
+    p.add_argument(
+        "--pack-dir", default=None, help="where archives of module directories are packed and kept"
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("publish", help="pack DIR and publish it as the next (or given) version under DEST")
     p.add_argument("dir")
     p.add_argument("dest", help="any fsspec URL: a local directory, gs://bucket/models/name, ...")
     p.add_argument("--version", default=None, help="default: the next integer")
-    p.add_argument("--extracted", action="store_true", help="also upload the module directory as DEST/VERSION/")
+    p.add_argument(
+        "--extracted", action="store_true", help="also upload the module directory as DEST/VERSION/"
+    )
     p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("pack", help="pack a module directory into a reproducible tar.gz")
@@ -195,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         args.beam_args = extra + (["--hub_cache_dir", args.cache_dir] if args.cache_dir else [])
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.func(args)
     except BeamHubError as e:

@@ -6,7 +6,8 @@ input columns go to the module as arrays and the outputs come back as new column
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +35,16 @@ def column(batch: Any, name: str) -> np.ndarray:
     col = batch.column(name)
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
-    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type):
-        lengths = set(col.value_lengths().to_pylist()) if not pa.types.is_fixed_size_list(col.type) else {col.type.list_size}
+    if (
+        pa.types.is_list(col.type)
+        or pa.types.is_large_list(col.type)
+        or pa.types.is_fixed_size_list(col.type)
+    ):
+        lengths = (
+            set(col.value_lengths().to_pylist())
+            if not pa.types.is_fixed_size_list(col.type)
+            else {col.type.list_size}
+        )
         if len(lengths) > 1:
             raise ValueError(f"column {name!r} holds lists of different lengths {sorted(lengths)[:5]}")
         width = lengths.pop() if lengths else 0
@@ -60,6 +69,8 @@ def with_columns(batch: Any, new: Mapping[str, np.ndarray]) -> Any:
             offsets = pa.array(np.arange(0, (len(values) + 1) * width, width, dtype=np.int32))
             array = pa.ListArray.from_arrays(offsets, flat)
         if name in out.schema.names:
-            raise ValueError(f"output column {name!r} already exists in the batch; pick another output_column")
+            raise ValueError(
+                f"output column {name!r} already exists in the batch; pick another output_column"
+            )
         out = out.append_column(name, array)
     return out

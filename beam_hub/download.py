@@ -11,8 +11,8 @@ import logging
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import fsspec
 
@@ -37,8 +37,10 @@ def _retryable(exc: BaseException) -> bool:
 
     if isinstance(exc, HttpStatusError):
         return exc.status >= 500 or exc.status in (408, 429)
-    return isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ConnectionError,
-                            TruncatedDownloadError))
+    return isinstance(
+        exc,
+        (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ConnectionError, TruncatedDownloadError),
+    )
 
 
 @dataclass
@@ -75,7 +77,7 @@ class _Transfer:
     def abort(self) -> None:
         try:
             self.sink.abort()
-        except Exception:  # noqa: BLE001 - the original error matters more
+        except Exception:
             log.debug("sink abort failed", exc_info=True)
 
     def result(self) -> Received:
@@ -84,11 +86,14 @@ class _Transfer:
 
 
 def _not_found(what: str, error: BaseException) -> ModuleNotFoundAtHandleError:
-    return ModuleNotFoundAtHandleError(f"Nothing found at {what} ({error}). Check the handle's spelling and version.")
+    return ModuleNotFoundAtHandleError(
+        f"Nothing found at {what} ({error}). Check the handle's spelling and version."
+    )
 
 
-def stream(url: str, open_sink: Callable[[], Sink], *, what: str | None = None,
-           storage_options: dict | None = None) -> Received:
+def stream(
+    url: str, open_sink: Callable[[], Sink], *, what: str | None = None, storage_options: dict | None = None
+) -> Received:
     """Stream the body of ``url`` (any fsspec URL) into a sink; return what was received.
 
     HTTP(S): connect/read timeouts; retries with exponential backoff on connection errors,
@@ -110,7 +115,7 @@ def stream(url: str, open_sink: Callable[[], Sink], *, what: str | None = None,
         except SinkFailed as e:
             transfer.abort()
             raise e.error from None
-        except Exception as e:  # noqa: BLE001 - classified below
+        except Exception as e:
             if isinstance(e, HttpStatusError) and e.status == 404:
                 transfer.abort()
                 raise _not_found(what, e) from None
@@ -119,8 +124,11 @@ def stream(url: str, open_sink: Callable[[], Sink], *, what: str | None = None,
                 if isinstance(e, HttpStatusError):
                     raise DownloadError(
                         f"Downloading {what} failed with {e}. "
-                        + ("Check access rights or credentials for this URL." if e.status in (401, 403) else
-                           "This is a client error; retrying will not help. Check the URL.")
+                        + (
+                            "Check access rights or credentials for this URL."
+                            if e.status in (401, 403)
+                            else "This is a client error; retrying will not help. Check the URL."
+                        )
                     ) from None
                 raise
             if attempt == attempts:
@@ -133,8 +141,16 @@ def stream(url: str, open_sink: Callable[[], Sink], *, what: str | None = None,
                     "BEAM_HUB_READ_TIMEOUT tune retries and timeouts."
                 ) from e
             delay = min(30.0, settings.retry_backoff() * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            log.warning("Download of %s broke after %d bytes (%s: %s); retry %d/%d in %.1fs",
-                        what, transfer.received, type(e).__name__, e, attempt, attempts - 1, delay)
+            log.warning(
+                "Download of %s broke after %d bytes (%s: %s); retry %d/%d in %.1fs",
+                what,
+                transfer.received,
+                type(e).__name__,
+                e,
+                attempt,
+                attempts - 1,
+                delay,
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -156,11 +172,14 @@ def _http_attempt(url: str, transfer: _Transfer, open_sink: Callable[[], Sink], 
             transfer.total = int(length) if length and length.isdigit() and response.status == 200 else None
         _copy_body(response, transfer, what)
     if transfer.total is not None and transfer.received != transfer.total:
-        raise TruncatedDownloadError(f"{what}: received {transfer.received} bytes, expected {transfer.total}.")
+        raise TruncatedDownloadError(
+            f"{what}: received {transfer.received} bytes, expected {transfer.total}."
+        )
 
 
-def _continue_or_restart(response: HttpResponse, transfer: _Transfer, open_sink: Callable[[], Sink],
-                         what: str) -> None:
+def _continue_or_restart(
+    response: HttpResponse, transfer: _Transfer, open_sink: Callable[[], Sink], what: str
+) -> None:
     ranged = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
     if response.status == 206 and ranged and int(ranged.group(1)) == transfer.received:
         transfer.resumed += 1
@@ -221,8 +240,10 @@ def uncompressed_location(url: str) -> str | None:
         response = open_url(asked, follow_redirects=False)
     except BeamHubError:
         raise
-    except Exception as e:  # noqa: BLE001 - connection problems
-        raise DownloadError(f"Asking {url} for the uncompressed format failed: {type(e).__name__}: {e}") from e
+    except Exception as e:
+        raise DownloadError(
+            f"Asking {url} for the uncompressed format failed: {type(e).__name__}: {e}"
+        ) from e
     with response:
         if response.status != 303:
             return None

@@ -6,7 +6,8 @@ Imports TensorFlow: reached only from code that runs modules.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -67,15 +68,20 @@ def to_dict(record: bytes) -> dict[str, Any]:
 
 def feature_kinds(record: bytes) -> dict[str, str | None]:
     """Feature name -> "bytes_list", "int64_list" or "float_list" of one serialized tf.Example."""
-    return {name: f.WhichOneof("kind") for name, f in tf.train.Example.FromString(record).features.feature.items()}
+    return {
+        name: f.WhichOneof("kind") for name, f in tf.train.Example.FromString(record).features.feature.items()
+    }
 
 
 def _feature(value: Any) -> tf.train.Feature:
     """Text, bytes, integers or floats (a scalar or an array of any shape, flattened) as a Feature."""
     arr = np.asarray(value)
     if arr.dtype.kind in "USO" or isinstance(value, (str, bytes)):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[v.encode() if isinstance(v, str) else v for v in np.atleast_1d(value).tolist()]))
+        return tf.train.Feature(
+            bytes_list=tf.train.BytesList(
+                value=[v.encode() if isinstance(v, str) else v for v in np.atleast_1d(value).tolist()]
+            )
+        )
     if arr.dtype.kind in "iub":
         return tf.train.Feature(int64_list=tf.train.Int64List(value=arr.reshape(-1).tolist()))
     return tf.train.Feature(float_list=tf.train.FloatList(value=arr.reshape(-1).astype(np.float32).tolist()))
@@ -83,5 +89,6 @@ def _feature(value: Any) -> tf.train.Feature:
 
 def serialize(features: Mapping[str, Any]) -> bytes:
     """A serialized tf.Example of ``features`` (name -> text, bytes, ints or floats)."""
-    return tf.train.Example(features=tf.train.Features(
-        feature={name: _feature(value) for name, value in features.items()})).SerializeToString()
+    return tf.train.Example(
+        features=tf.train.Features(feature={name: _feature(value) for name, value in features.items()})
+    ).SerializeToString()

@@ -8,8 +8,9 @@ keyed by the POSIX path relative to the module root.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 _CHUNK = 1 << 20
 #: The manifest a cache entry carries beside the module's own files.
@@ -38,8 +39,12 @@ def records_from_json(data: Any) -> FileRecords:
         raise ValueError(f"file records must be an object, not {type(data).__name__}")
     out: FileRecords = {}
     for rel, meta in data.items():
-        if not (isinstance(rel, str) and isinstance(meta, Mapping) and type(meta.get("size")) is int
-                and isinstance(meta.get("sha256"), str)):
+        if not (
+            isinstance(rel, str)
+            and isinstance(meta, Mapping)
+            and type(meta.get("size")) is int
+            and isinstance(meta.get("sha256"), str)
+        ):
             raise ValueError(f"malformed file record {rel!r}: {meta!r}")
         out[rel] = FileRecord(meta["size"], meta["sha256"])
     return out

@@ -47,7 +47,9 @@ def parse_handle(handle: str | os.PathLike) -> Handle:
     pins = dict(urllib.parse.parse_qsl(fragment)) if fragment else {}
     unknown = set(pins) - set(PINS)
     if unknown:
-        raise UnsupportedHandleError(f"Handle {raw!r}: unknown pin(s) {sorted(unknown)}; only '#sha256=<hex>' is understood.")
+        raise UnsupportedHandleError(
+            f"Handle {raw!r}: unknown pin(s) {sorted(unknown)}; only '#sha256=<hex>' is understood."
+        )
     sha256 = pins["sha256"].lower() if "sha256" in pins else None
     if sha256 is not None and not _HEX64.match(sha256):
         raise UnsupportedHandleError(f"Handle {raw!r}: the sha256 pin must be 64 hex digits.")
@@ -60,6 +62,8 @@ def parse_handle(handle: str | os.PathLike) -> Handle:
 def with_format_query(url: str, fmt: str = "compressed") -> str:
     """``url`` with ``tf-hub-format=<fmt>`` merged into its query (replacing any given one)."""
     parts = urllib.parse.urlsplit(url)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "tf-hub-format"]
+    query = [
+        (k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "tf-hub-format"
+    ]
     query.append(("tf-hub-format", fmt))
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query), fragment=""))

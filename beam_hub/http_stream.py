@@ -9,7 +9,8 @@ http(s) locations, no loops, at most ``max_redirects`` hops.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 import fsspec.asyn
@@ -34,13 +35,17 @@ class HttpStatusError(Exception):
 def client_timeout() -> aiohttp.ClientTimeout:
     """Connect and read timeouts from the settings (no total: big modules take as long as they take)."""
     connect = settings.connect_timeout()
-    return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=settings.read_timeout())
+    return aiohttp.ClientTimeout(
+        total=None, connect=connect, sock_connect=connect, sock_read=settings.read_timeout()
+    )
 
 
 class HttpResponse:
     """An open response: ``status``, ``headers``, the final ``url``; ``read(n)`` until b""; ``close()``."""
 
-    def __init__(self, session: aiohttp.ClientSession, response: aiohttp.ClientResponse, chain: list[str]) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, response: aiohttp.ClientResponse, chain: list[str]
+    ) -> None:
         self._session = session
         self._response = response
         self._loop = fsspec.asyn.get_loop()
@@ -107,11 +112,18 @@ def _next_hop(chain: list[str], location: str) -> str:
     return target
 
 
-def open_url(url: str, *, headers: Mapping[str, str] | None = None, follow_redirects: bool = True,
-             max_redirects: int = MAX_REDIRECTS) -> HttpResponse:
+def open_url(
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    follow_redirects: bool = True,
+    max_redirects: int = MAX_REDIRECTS,
+) -> HttpResponse:
     """GET ``url`` and return the open response once its headers arrived (any status).
 
     Connection errors and timeouts raise aiohttp's / asyncio's exceptions; a bad redirect raises
     DownloadError naming the hops.
     """
-    return fsspec.asyn.sync(fsspec.asyn.get_loop(), _open, url, headers or {}, follow_redirects, max_redirects)
+    return fsspec.asyn.sync(
+        fsspec.asyn.get_loop(), _open, url, headers or {}, follow_redirects, max_redirects
+    )

@@ -28,9 +28,18 @@ class KerasLayer(keras.layers.Layer):
     ``arguments`` are extra keyword arguments for ``__call__``.
     """
 
-    def __init__(self, handle: str | os.PathLike, trainable: bool = False, signature: str | None = None,
-                 output_key: str | None = None, signature_outputs_as_dict: bool = False, tags: Any = None,
-                 arguments: dict[str, Any] | None = None, cache_dir: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        handle: str | os.PathLike,
+        trainable: bool = False,
+        signature: str | None = None,
+        output_key: str | None = None,
+        signature_outputs_as_dict: bool = False,
+        tags: Any = None,
+        arguments: dict[str, Any] | None = None,
+        cache_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(trainable=trainable, **kwargs)
         self.handle = os.fspath(handle)
         self._signature_arg = signature
@@ -52,35 +61,59 @@ class KerasLayer(keras.layers.Layer):
         if signature is None:
             if CALL not in self._module.signatures:
                 if trainable:
-                    raise ValueError(f"{self.handle} has no __call__ (signatures only): it cannot be trained.")
+                    raise ValueError(
+                        f"{self.handle} has no __call__ (signatures only): it cannot be trained."
+                    )
                 self.signature = self._module.default_signature
         else:
             self._module.signature(signature)  # an unknown name fails here, with the list of names
         trainable_ids = {id(v) for v in self._module.trainable_variables}
         for i, variable in enumerate(self._module.variables):
-            self._track_variable(keras.Variable(
-                initializer=variable,  # the Keras variable wraps the module's own tf.Variable
-                trainable=trainable and id(variable) in trainable_ids,
-                dtype=variable.dtype, shape=variable.shape,
-                # optimizer slot names come from this name: no ":" or "/" allowed
-                name=re.sub(r"[^A-Za-z0-9_]", "_", variable.name.split(":")[0]) or f"variable_{i}",
-            ))
+            self._track_variable(
+                keras.Variable(
+                    initializer=variable,  # the Keras variable wraps the module's own tf.Variable
+                    trainable=trainable and id(variable) in trainable_ids,
+                    dtype=variable.dtype,
+                    shape=variable.shape,
+                    # optimizer slot names come from this name: no ":" or "/" allowed
+                    name=re.sub(r"[^A-Za-z0-9_]", "_", variable.name.split(":")[0]) or f"variable_{i}",
+                )
+            )
         self._regularization_losses = list(self._module.regularization_losses)
         self.built = True
 
     def call(self, inputs: Any, training: Any = None) -> Any:
         if self.signature is not None:
-            return self._module(inputs, signature=self.signature, as_dict=self.signature_outputs_as_dict,
-                                output_key=self.output_key, numpy=False)
+            return self._module(
+                inputs,
+                signature=self.signature,
+                as_dict=self.signature_outputs_as_dict,
+                output_key=self.output_key,
+                numpy=False,
+            )
         training = bool(training) and self.trainable
-        outputs = self._module(inputs, signature=CALL, as_dict=self.signature_outputs_as_dict,
-                               output_key=self.output_key, training=training, numpy=False, arguments=self.arguments)
+        outputs = self._module(
+            inputs,
+            signature=CALL,
+            as_dict=self.signature_outputs_as_dict,
+            output_key=self.output_key,
+            training=training,
+            numpy=False,
+            arguments=self.arguments,
+        )
         if training:
             for loss in self._regularization_losses:
                 self.add_loss(loss())
         return outputs
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "handle": self.handle, "signature": self._signature_arg,
-                "output_key": self.output_key, "signature_outputs_as_dict": self.signature_outputs_as_dict,
-                "tags": self.tags, "arguments": self.arguments, "cache_dir": self.cache_dir}
+        return {
+            **super().get_config(),
+            "handle": self.handle,
+            "signature": self._signature_arg,
+            "output_key": self.output_key,
+            "signature_outputs_as_dict": self.signature_outputs_as_dict,
+            "tags": self.tags,
+            "arguments": self.arguments,
+            "cache_dir": self.cache_dir,
+        }

@@ -1,9 +1,9 @@
 """HubModule: a loaded module applied like a function, as in TF Hub's key concepts.
 
-    m = beam_hub.load("https://example.com/fruit/1")
-    y = m(x)                                              # the "default" signature, "default" output
-    out = m({"apples": x1, "oranges": x2}, signature="fruit_to_pet", as_dict=True)
-    cats = out["cats"]
+m = beam_hub.load("https://example.com/fruit/1")
+y = m(x)                                              # the "default" signature, "default" output
+out = m({"apples": x1, "oranges": x2}, signature="fruit_to_pet", as_dict=True)
+cats = out["cats"]
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -57,14 +58,20 @@ def _custom_op_error(exc: Exception, path: str) -> MissingCustomOpError | None:
     package = next((pkg for prefix, pkg in _CUSTOM_OP_PACKAGES if op.startswith(prefix)), None)
     todo = (
         f"`pip install {package.replace('_', '-')}` and `import {package}` before loading it"
-        if package else "install and import the package that registers this op before loading it"
+        if package
+        else "install and import the package that registers this op before loading it"
     )
     message = f"The module at {path} uses the op {op!r}, which is not part of core TensorFlow: {todo}."
     return MissingCustomOpError(message, op, package)
 
 
-def load(handle: str | os.PathLike, *, tags: Any = None, cache_dir: str | os.PathLike | None = None,
-         local_cache_dir: str | os.PathLike | None = None) -> "HubModule":
+def load(
+    handle: str | os.PathLike,
+    *,
+    tags: Any = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_cache_dir: str | os.PathLike | None = None,
+) -> HubModule:
     """Resolve ``handle`` through the cache and load it as a :class:`HubModule`.
 
     ``tags`` picks the graph variant; the default is the module's only one for TF2 SavedModels
@@ -78,7 +85,7 @@ def load(handle: str | os.PathLike, *, tags: Any = None, cache_dir: str | os.Pat
         tags = [tags]
     try:
         obj = tf.saved_model.load(path, tags=None if tags is None else list(tags))
-    except Exception as e:  # noqa: BLE001 - TF raises many types; re-raised typed
+    except Exception as e:
         custom = _custom_op_error(e, path)
         if custom:
             raise custom from e
@@ -99,7 +106,9 @@ class HubModule:
         self.tags = tags
         self.is_tf1_format = tf1
         self._functions: dict[str, Any] = dict(getattr(obj, "signatures", {}) or {})
-        self._specs: dict[str, SignatureSpec] = {k: spec_of_signature(k, f) for k, f in self._functions.items()}
+        self._specs: dict[str, SignatureSpec] = {
+            k: spec_of_signature(k, f) for k, f in self._functions.items()
+        }
         call = getattr(obj, "__call__", None) if not tf1 else None  # noqa: B004 - we need the function
         #: how the Reusable SavedModel ``__call__`` is called (None: the module has none)
         self.call_spec: CallSpec | None = CallSpec.of(call) if call is not None else None
@@ -120,7 +129,7 @@ class HubModule:
 
     @property
     def default_signature(self) -> str:
-        """"default" if present, else "serving_default", else "__call__"."""
+        """ "default" if present, else "serving_default", else "__call__"."""
         for name in ("default", "serving_default", CALL):
             if name in self._specs:
                 return name
@@ -188,8 +197,11 @@ class HubModule:
     def _warn_no_training(self) -> None:
         if not self._warned_training:
             self._warned_training = True
-            log.warning("%s: its __call__ takes no training argument, so it cannot switch between training "
-                        "and inference behaviour (dropout, batch norm); it always runs as exported.", self.handle)
+            log.warning(
+                "%s: its __call__ takes no training argument, so it cannot switch between training "
+                "and inference behaviour (dropout, batch norm); it always runs as exported.",
+                self.handle,
+            )
 
     # -- the Reusable SavedModel API -----------------------------------------
 

@@ -27,10 +27,14 @@ class LogCallback(Callback):
         if now - self._last >= self.every_s:
             self._last = now
             total = f" of {self.size / 1e6:.1f} MB" if self.size else ""
-            log.info("Downloading %s: %.1f MB%s (%.0fs)", self.what, self.value / 1e6, total, now - self._start)
+            log.info(
+                "Downloading %s: %.1f MB%s (%.0fs)", self.what, self.value / 1e6, total, now - self._start
+            )
 
     def close(self) -> None:
-        log.info("Downloaded %s: %.1f MB in %.1fs", self.what, self.value / 1e6, time.monotonic() - self._start)
+        log.info(
+            "Downloaded %s: %.1f MB in %.1fs", self.what, self.value / 1e6, time.monotonic() - self._start
+        )
 
 
 def download_callback(what: str) -> Callback:
@@ -41,5 +45,7 @@ def download_callback(what: str) -> Callback:
     if mode:
         from fsspec.callbacks import TqdmCallback
 
-        return TqdmCallback(tqdm_kwargs={"desc": what, "unit": "B", "unit_scale": True, "unit_divisor": 1024, "leave": False})
+        return TqdmCallback(
+            tqdm_kwargs={"desc": what, "unit": "B", "unit_scale": True, "unit_divisor": 1024, "leave": False}
+        )
     return LogCallback(what)

@@ -60,8 +60,14 @@ def published_with(dest: str, fingerprint: str) -> str | None:
     return None
 
 
-def publish(module_dir: str | os.PathLike, dest: str, *, version: int | str | None = None,
-            extracted: bool = False, fingerprint: str | None = None) -> str:
+def publish(
+    module_dir: str | os.PathLike,
+    dest: str,
+    *,
+    version: int | str | None = None,
+    extracted: bool = False,
+    fingerprint: str | None = None,
+) -> str:
     """Pack ``module_dir`` and publish it as ``<dest>/<version>.tar.gz`` (plus ``.sha256``); return its handle.
 
     ``dest`` is any fsspec URL (a local directory, gs://bucket/models/name, ...) in the layout
@@ -99,10 +105,14 @@ def publish(module_dir: str | os.PathLike, dest: str, *, version: int | str | No
         try:
             fs.put_file(archive, upload)
             if fs.exists(target):  # someone published this version meanwhile
-                raise PublishError(f"{dest}/{name} appeared while uploading; published versions are immutable.")
+                raise PublishError(
+                    f"{dest}/{name} appeared while uploading; published versions are immutable."
+                )
             _move_into_place(fs, upload, target)
         except FileExistsError:
-            raise PublishError(f"{dest}/{name} appeared while uploading; published versions are immutable.") from None
+            raise PublishError(
+                f"{dest}/{name} appeared while uploading; published versions are immutable."
+            ) from None
         finally:
             if fs.exists(upload):
                 fs.rm(upload)

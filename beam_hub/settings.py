@@ -43,7 +43,9 @@ def _float(name: str, default: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; unset it or give seconds/bytes as a number.") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not a number; unset it or give seconds/bytes as a number."
+        ) from None
     if value != value or value < 0:  # NaN or negative
         raise ConfigError(f"{name}={raw!r} must be a number >= 0; unset it or fix the value.")
     return value

@@ -5,8 +5,9 @@ Imports TensorFlow: only reached through ``beam_hub.load``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -73,7 +74,7 @@ class CallSpec:
     takes_training: bool
 
     @classmethod
-    def of(cls, fn: Any) -> "CallSpec | None":
+    def of(cls, fn: Any) -> CallSpec | None:
         """The spec of a restored ``__call__``; None when it has no traced signature to describe."""
         lister = getattr(fn, "_list_all_concrete_functions_for_serialization", None)
         if lister is None:
@@ -104,8 +105,10 @@ class CallSpec:
             outputs = {"default": _info("default", out)}
         else:
             outputs = {}
-        takes_training = any("training" in (c.structured_input_signature[1] or {})
-                             or len(c.structured_input_signature[0]) > 1 for c in concrete)
+        takes_training = any(
+            "training" in (c.structured_input_signature[1] or {}) or len(c.structured_input_signature[0]) > 1
+            for c in concrete
+        )
         return cls(SignatureSpec("__call__", inputs, outputs), isinstance(first, Mapping), takes_training)
 
     def invoke(self, fn: Any, inputs: Mapping[str, Any], training: Any = None, **kwargs: Any) -> Any:
@@ -123,7 +126,11 @@ def to_tensor(value: Any, info: TensorInfo, signature: str) -> tf.Tensor:
         shape = tensor.shape
     else:
         if info.dtype == tf.string:
-            arr = np.asarray(value, dtype=object) if not isinstance(value, np.ndarray) or value.dtype.kind == "U" else value
+            arr = (
+                np.asarray(value, dtype=object)
+                if not isinstance(value, np.ndarray) or value.dtype.kind == "U"
+                else value
+            )
         else:
             arr = np.asarray(value)
             target = info.dtype.as_numpy_dtype
@@ -184,7 +191,7 @@ def bind_inputs(inputs: Any, spec: SignatureSpec) -> dict[str, tf.Tensor]:
             f"Signature {spec.name!r} takes {len(spec.inputs)} inputs {{{spec.describe_inputs()}}}; "
             "pass them as a dict keyed by these names."
         )
-    (name, info), = spec.inputs.items()
+    ((name, info),) = spec.inputs.items()
     return {name: to_tensor(inputs, info, spec.name)}
 
 

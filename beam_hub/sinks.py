@@ -36,7 +36,7 @@ class SinkFailed(Exception):
 
 
 class _QueueReader(io.RawIOBase):
-    def __init__(self, chunks: "queue.Queue[object]") -> None:
+    def __init__(self, chunks: queue.Queue[object]) -> None:
         self._chunks = chunks
         self._buf = memoryview(b"")
         self._done = False
@@ -81,7 +81,7 @@ class ExtractingSink:
         self.what = what
         self.result: ExtractedFiles | None = None
         self.error: BaseException | None = None
-        self._chunks: "queue.Queue[object]" = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self._chunks: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_CHUNKS)
         self._reader = _QueueReader(self._chunks)
         self._thread = threading.Thread(target=self._run, name="beam-hub-extract", daemon=True)
         self._thread.start()

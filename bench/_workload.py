@@ -25,8 +25,10 @@ def build(path: str, layers: list[int]) -> str:
             super().__init__()
             rng = np.random.default_rng(0)
             sizes = [DIM] + layers
-            self.ws = [tf.Variable(rng.standard_normal((a, b), np.float32) / np.float32(np.sqrt(a)))
-                       for a, b in zip(sizes, sizes[1:])]
+            self.ws = [
+                tf.Variable(rng.standard_normal((a, b), np.float32) / np.float32(np.sqrt(a)))
+                for a, b in zip(sizes, sizes[1:])
+            ]
 
         @tf.function(input_signature=[tf.TensorSpec([None, DIM], tf.float32, name="x")])
         def __call__(self, x):

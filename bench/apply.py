@@ -27,7 +27,7 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Beam's stock TF handler needs tf_keras under Keras 3
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _workload import CHUNK, TICKS, build, chunk, rows, steady_seconds_per_element  # noqa: E402
+from _workload import CHUNK, TICKS, build, chunk, rows, steady_seconds_per_element
 
 BATCH = 256
 
@@ -41,7 +41,7 @@ def run_raw(path: str, n_chunks: int) -> float:
     for i in range(n_chunks):
         data = chunk(i)
         for j in range(0, CHUNK, BATCH):
-            sig(x=tf.constant(data[j:j + BATCH]))["default"].numpy()
+            sig(x=tf.constant(data[j : j + BATCH]))["default"].numpy()
     return time.perf_counter() - start
 
 
@@ -62,8 +62,11 @@ def run_pipeline(kind: str, path: str, n_chunks: int) -> tuple[float, float]:
     else:
         from apache_beam.ml.inference.tensorflow_inference import ModelType, TFModelHandlerNumpy
 
-        transform = RunInference(TFModelHandlerNumpy(path, model_type=ModelType.SAVED_MODEL,
-                                                     min_batch_size=BATCH, max_batch_size=BATCH))
+        transform = RunInference(
+            TFModelHandlerNumpy(
+                path, model_type=ModelType.SAVED_MODEL, min_batch_size=BATCH, max_batch_size=BATCH
+            )
+        )
     TICKS.clear()
     start = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
@@ -75,8 +78,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--elements", type=int, default=100_000, help="elements for the heavy module")
     ap.add_argument("--tiny-elements", type=int, default=200_000, help="elements for the tiny module")
-    ap.add_argument("--stock-max-elements", type=int, default=30_000,
-                    help="cap for the (slow) stock handler; its rate is measured on fewer elements")
+    ap.add_argument(
+        "--stock-max-elements",
+        type=int,
+        default=30_000,
+        help="cap for the (slow) stock handler; its rate is measured on fewer elements",
+    )
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--paths", default="raw,apply,apply-adaptive,handler,stock")
     args = ap.parse_args()
@@ -84,8 +91,10 @@ def main() -> None:
 
     work = tempfile.mkdtemp(prefix="bench-apply-")
     try:
-        models = {"heavy (3 x Dense 1024)": (build(os.path.join(work, "heavy"), [1024, 1024, 1024]), args.elements),
-                  "tiny (Dense 64)": (build(os.path.join(work, "tiny"), [64]), args.tiny_elements)}
+        models = {
+            "heavy (3 x Dense 1024)": (build(os.path.join(work, "heavy"), [1024, 1024, 1024]), args.elements),
+            "tiny (Dense 64)": (build(os.path.join(work, "tiny"), [64]), args.tiny_elements),
+        }
         for name, (path, n) in models.items():
             n_chunks = max(3, n // CHUNK)
             stock_chunks = max(3, min(n, args.stock_max_elements) // CHUNK)
@@ -101,11 +110,15 @@ def main() -> None:
                     per[k].append(steady)
                     overhead[k].append(wall - steady * chunks * CHUNK)
             med = {k: statistics.median(v) for k, v in per.items()}
-            print(f"\n{name}: {n_chunks * CHUNK} elements ({stock_chunks * CHUNK} for stock), batch {BATCH}, "
-                  f"{args.reps} interleaved reps; steady state (start-up excluded, shown apart)")
+            print(
+                f"\n{name}: {n_chunks * CHUNK} elements ({stock_chunks * CHUNK} for stock), batch {BATCH}, "
+                f"{args.reps} interleaved reps; steady state (start-up excluded, shown apart)"
+            )
             for k in paths:
                 ratio = med[k] / med["raw"] if "raw" in med else float("nan")
-                extra = f"   start-up + tear-down {statistics.median(overhead[k]):.2f}s" if overhead[k] else ""
+                extra = (
+                    f"   start-up + tear-down {statistics.median(overhead[k]):.2f}s" if overhead[k] else ""
+                )
                 print(f"  {k:15s} {1 / med[k]:>10,.0f} el/s   ratio {ratio:6.2f}{extra}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

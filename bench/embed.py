@@ -25,9 +25,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but have an "
-         "they you were her she there been one all we their has would when if so no its out more about what up "
-         "pipeline embedding distributed throughput tokenizer naïve café Zürich 東京 données réseau").split()
+WORDS = (
+    "the of and to in a is that for it as was with be by on not he this are or his from at which but have an "
+    "they you were her she there been one all we their has would when if so no its out more about what up "
+    "pipeline embedding distributed throughput tokenizer naïve café Zürich 東京 données réseau"
+).split()
 
 
 def sentences(n: int, seed: int = 0) -> list[str]:
@@ -47,7 +49,7 @@ def run_module(texts: list[str], batch: int, sort: bool, cache: str) -> float:
     module(texts[:batch])  # warm
     start = time.perf_counter()
     for i in range(0, len(texts), batch):
-        module([texts[j] for j in order[i:i + batch]])
+        module([texts[j] for j in order[i : i + batch]])
     return time.perf_counter() - start
 
 
@@ -55,8 +57,19 @@ def run_job(path: str, out: str, batch: int, cache: str) -> float:
     from pipelines import embed
 
     start = time.perf_counter()
-    embed.run(["--input", path, "--output", out, "--batch-size", str(batch), "--hub-cache-dir", cache,
-               "--runner=FnApiRunner"])
+    embed.run(
+        [
+            "--input",
+            path,
+            "--output",
+            out,
+            "--batch-size",
+            str(batch),
+            "--hub-cache-dir",
+            cache,
+            "--runner=FnApiRunner",
+        ]
+    )
     return time.perf_counter() - start
 
 
@@ -73,9 +86,13 @@ t = time.perf_counter(); m.encode(texts, batch_size=batch); print(time.perf_coun
 
 def run_st(python: str, texts_file: str, batch: int) -> float | None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([python, "-c", ST_SCRIPT, texts_file, str(batch)], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [python, "-c", ST_SCRIPT, texts_file, str(batch)], capture_output=True, text=True, env=env
+    )
     if proc.returncode != 0:
-        print(f"  (sentence-transformers not measured: {proc.stderr.strip().splitlines()[-1] if proc.stderr else 'failed'})")
+        print(
+            f"  (sentence-transformers not measured: {proc.stderr.strip().splitlines()[-1] if proc.stderr else 'failed'})"
+        )
         return None
     return float(proc.stdout.strip().splitlines()[-1])
 
@@ -100,8 +117,11 @@ def main() -> None:
         n = len(texts)
         with open(os.path.join(work, "in.jsonl"), "w", encoding="utf-8") as f:
             f.writelines(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts))
-        pq.write_table(pa.table({"id": list(range(n)), "text": texts}), os.path.join(work, "in.parquet"),
-                       row_group_size=1024)
+        pq.write_table(
+            pa.table({"id": list(range(n)), "text": texts}),
+            os.path.join(work, "in.parquet"),
+            row_group_size=1024,
+        )
         with open(os.path.join(work, "texts.json"), "w", encoding="utf-8") as f:
             json.dump(texts, f)
         chars = sum(map(len, texts)) / n
@@ -109,8 +129,12 @@ def main() -> None:
         results = {
             "module (input order)": run_module(texts, args.batch, False, cache),
             "module (sorted by length)": run_module(texts, args.batch, True, cache),
-            "job, JSONL (per element)": run_job(os.path.join(work, "in.jsonl"), os.path.join(work, "o1"), args.batch, cache),
-            "job, Parquet (columnar)": run_job(os.path.join(work, "in.parquet"), os.path.join(work, "o2"), args.batch, cache),
+            "job, JSONL (per element)": run_job(
+                os.path.join(work, "in.jsonl"), os.path.join(work, "o1"), args.batch, cache
+            ),
+            "job, Parquet (columnar)": run_job(
+                os.path.join(work, "in.parquet"), os.path.join(work, "o2"), args.batch, cache
+            ),
         }
         st = run_st(args.st_python, os.path.join(work, "texts.json"), args.batch)
         if st is not None:
@@ -119,11 +143,17 @@ def main() -> None:
         for k, r in rate.items():
             print(f"  {k:28s} {r:8.0f} sentences/s")
         base = rate["module (input order)"]
-        print(f"ratio job JSONL / module      {rate['job, JSONL (per element)'] / base:.2f}   (target >= 0.9)")
+        print(
+            f"ratio job JSONL / module      {rate['job, JSONL (per element)'] / base:.2f}   (target >= 0.9)"
+        )
         print(f"ratio job Parquet / module    {rate['job, Parquet (columnar)'] / base:.2f}   (target >= 0.9)")
         if st is not None:
-            print(f"ratio module / st             {base / rate['sentence-transformers']:.2f}   (target >= 1.0)")
-            print(f"ratio module sorted / st      {rate['module (sorted by length)'] / rate['sentence-transformers']:.2f}")
+            print(
+                f"ratio module / st             {base / rate['sentence-transformers']:.2f}   (target >= 1.0)"
+            )
+            print(
+                f"ratio module sorted / st      {rate['module (sorted by length)'] / rate['sentence-transformers']:.2f}"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -108,8 +108,23 @@ def start_gcs() -> subprocess.Popen:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
-                             "-port", str(port), "-external-url", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(_get_binary_path()),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            url,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         try:
             urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).read()
@@ -126,8 +141,10 @@ def start_gcs() -> subprocess.Popen:
 def run(n: int, url: str, cache_dir: str | None, work: str) -> list[float]:
     ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(barrier, url, cache_dir, os.path.join(work, f"local-{i}"), queue))
-             for i in range(n)]
+    procs = [
+        ctx.Process(target=worker, args=(barrier, url, cache_dir, os.path.join(work, f"local-{i}"), queue))
+        for i in range(n)
+    ]
     for p in procs:
         p.start()
     times = [queue.get(timeout=600) for _ in procs]
@@ -150,10 +167,13 @@ def main() -> None:
 
         build_weights(os.path.join(work, "src"), args.mb)
         os.makedirs(os.path.join(work, "www"))
-        size = os.path.getsize(pack(os.path.join(work, "src"), os.path.join(work, "www", "m.tar.gz")) and
-                               os.path.join(work, "www", "m.tar.gz"))
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                functools.partial(CountingHandler, directory=os.path.join(work, "www")))
+        size = os.path.getsize(
+            pack(os.path.join(work, "src"), os.path.join(work, "www", "m.tar.gz"))
+            and os.path.join(work, "www", "m.tar.gz")
+        )
+        httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(CountingHandler, directory=os.path.join(work, "www"))
+        )
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{httpd.server_address[1]}/m.tar.gz"
         gs = fsspec.filesystem("gs")
@@ -166,9 +186,11 @@ def main() -> None:
                 sub = os.path.join(work, f"run-{n}-{int(shared)}")
                 times = run(n, url, f"gs://fanout-{n}-{int(shared)}/cache" if shared else None, sub)
                 label = "shared gs:// cache" if shared else "local caches only"
-                print(f"  N={n:2d} {label:19s} origin {CountingHandler.sent / size:5.2f} x module "
-                      f"({CountingHandler.sent / 2**20:7.1f} MB)   time to module: median "
-                      f"{statistics.median(times):.2f}s, slowest {max(times):.2f}s   GCS requests {CountingProxy.requests}")
+                print(
+                    f"  N={n:2d} {label:19s} origin {CountingHandler.sent / size:5.2f} x module "
+                    f"({CountingHandler.sent / 2**20:7.1f} MB)   time to module: median "
+                    f"{statistics.median(times):.2f}s, slowest {max(times):.2f}s   GCS requests {CountingProxy.requests}"
+                )
         httpd.shutdown()
     finally:
         gcs.terminate()

@@ -34,8 +34,10 @@ def build_module(path: str, mb: int) -> None:
         def __init__(self) -> None:
             super().__init__()
             rng = np.random.default_rng(0)
-            self.layers = [tf.Variable(rng.standard_normal((256 if i == 0 else 1024, 1024), np.float32) * 0.03)
-                           for i in range(3)]
+            self.layers = [
+                tf.Variable(rng.standard_normal((256 if i == 0 else 1024, 1024), np.float32) * 0.03)
+                for i in range(3)
+            ]
             # incompressible padding so the archive has the requested size
             n = max(0, mb * 2**20 - 3 * 1024 * 1024 * 4) // 4
             self.padding = tf.Variable(rng.standard_normal(n, np.float32))
@@ -70,9 +72,10 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
 
-    import beam_hub
     import tensorflow as tf
     import tensorflow_hub as hub
+
+    import beam_hub
 
     work = tempfile.mkdtemp(prefix="bench-resolve-")
     try:
@@ -92,8 +95,10 @@ def main() -> None:
             os.environ["TFHUB_CACHE_DIR"] = os.path.join(work, f"hub{i}")
             theirs.append(timed(lambda: hub.resolve(url)))
         o, t = statistics.median(ours), statistics.median(theirs)
-        print(f"cold resolve   beam_hub {o:.3f}s ({size / 2**20 / o:.0f} MB/s)   tensorflow_hub {t:.3f}s "
-              f"({size / 2**20 / t:.0f} MB/s)   ratio {o / t:.2f}")
+        print(
+            f"cold resolve   beam_hub {o:.3f}s ({size / 2**20 / o:.0f} MB/s)   tensorflow_hub {t:.3f}s "
+            f"({size / 2**20 / t:.0f} MB/s)   ratio {o / t:.2f}"
+        )
 
         # 2. warm resolve (cache hit)
         n = 2000
@@ -101,8 +106,10 @@ def main() -> None:
         os.environ["TFHUB_CACHE_DIR"] = os.path.join(work, "hub0")
         o = timed(lambda: [beam_hub.resolve(url, cache_dir=cache) for _ in range(n)]) / n
         t = timed(lambda: [hub.resolve(url) for _ in range(n)]) / n
-        print(f"warm resolve   beam_hub {o * 1e6:.0f} us   tensorflow_hub {t * 1e6:.0f} us   ratio {o / t:.2f}"
-              "   (beam_hub also stats every file against its manifest)")
+        print(
+            f"warm resolve   beam_hub {o * 1e6:.0f} us   tensorflow_hub {t * 1e6:.0f} us   ratio {o / t:.2f}"
+            "   (beam_hub also stats every file against its manifest)"
+        )
 
         # 3. apply overhead vs the raw signature call
         module = beam_hub.load(url, cache_dir=cache)
@@ -115,8 +122,10 @@ def main() -> None:
             o_times.append(timed(lambda: [module(batch) for _ in range(40)]))
             r_times.append(timed(lambda: [raw(x=tf.constant(batch))["default"].numpy() for _ in range(40)]))
         o, r = statistics.median(o_times) / 40, statistics.median(r_times) / 40
-        print(f"apply (256x256 -> 3xDense1024)   HubModule {o * 1e3:.2f} ms/batch   raw signature "
-              f"{r * 1e3:.2f} ms/batch   ratio {o / r:.3f}")
+        print(
+            f"apply (256x256 -> 3xDense1024)   HubModule {o * 1e3:.2f} ms/batch   raw signature "
+            f"{r * 1e3:.2f} ms/batch   ratio {o / r:.3f}"
+        )
 
         # 4. start-up on a cache hit
         env = {**os.environ, "TFHUB_CACHE_DIR": cache}
@@ -124,10 +133,16 @@ def main() -> None:
         if not os.path.exists(cli[0]):
             cli = [sys.executable, "-m", "beam_hub", "resolve", url]
         hub_cmd = [sys.executable, "-c", f"import tensorflow_hub as hub; print(hub.resolve({url!r}))"]
-        o = statistics.median(timed(lambda: subprocess.run(cli, env=env, check=True, capture_output=True)) for _ in range(3))
+        o = statistics.median(
+            timed(lambda: subprocess.run(cli, env=env, check=True, capture_output=True)) for _ in range(3)
+        )
         env["TFHUB_CACHE_DIR"] = os.path.join(work, "hub0")
-        t = statistics.median(timed(lambda: subprocess.run(hub_cmd, env=env, check=True, capture_output=True)) for _ in range(3))
-        print(f"start-up       `beam-hub resolve` {o:.2f}s   tensorflow_hub resolve {t:.2f}s   ratio {o / t:.2f}")
+        t = statistics.median(
+            timed(lambda: subprocess.run(hub_cmd, env=env, check=True, capture_output=True)) for _ in range(3)
+        )
+        print(
+            f"start-up       `beam-hub resolve` {o:.2f}s   tensorflow_hub resolve {t:.2f}s   ratio {o / t:.2f}"
+        )
         httpd.shutdown()
     finally:
         shutil.rmtree(work, ignore_errors=True)

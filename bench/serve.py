@@ -60,8 +60,12 @@ def main() -> None:
             copies.append(time.perf_counter() - t)
         copy_rate = mb / statistics.median(copies)
 
-        server = subprocess.Popen([sys.executable, "-m", "beam_hub", "serve", os.path.join(work, "root"), "--port", "0"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "beam_hub", "serve", os.path.join(work, "root"), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         url = server.stdout.readline().split(" at ")[1].strip() + "acme/weights/1?tf-hub-format=compressed"
         download(url)  # warm: digest computed once
         singles = []
@@ -90,8 +94,10 @@ def main() -> None:
         print(f"archive {mb:.1f} MB")
         print(f"  file copy            {copy_rate:8.0f} MB/s   ratio 1.00")
         print(f"  serve, 1 client      {single_rate:8.0f} MB/s   ratio {single_rate / copy_rate:.2f}")
-        print(f"  serve, {args.clients} clients    {multi_rate:8.0f} MB/s aggregate   ratio {multi_rate / copy_rate:.2f}"
-              f"   (per client {min(times):.2f}-{max(times):.2f}s)")
+        print(
+            f"  serve, {args.clients} clients    {multi_rate:8.0f} MB/s aggregate   ratio {multi_rate / copy_rate:.2f}"
+            f"   (per client {min(times):.2f}-{max(times):.2f}s)"
+        )
     finally:
         if server:
             server.terminate()

@@ -19,7 +19,8 @@ import json
 import logging
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -27,8 +28,17 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import beam_hub
-from pipelines.io import (FORMAT_NAMES, LOCAL_RUNNERS, Located, csv_header, input_format, match_files, read_records,
-                          setup_logging, with_default_runner)
+from pipelines.io import (
+    FORMAT_NAMES,
+    LOCAL_RUNNERS,
+    Located,
+    csv_header,
+    input_format,
+    match_files,
+    read_records,
+    setup_logging,
+    with_default_runner,
+)
 
 DEFAULT_MODULE = "builtin://all-MiniLM-L6-v2"
 FORMATS = ("parquet", "jsonl", "tfrecord")
@@ -40,18 +50,46 @@ class EmbedOptions(PipelineOptions):
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
         # not required=True: Beam parses every registered options class for every pipeline in the process
         parser.add_argument("--input", default=None, help="file pattern (local, gs://, ...); required")
-        parser.add_argument("--output", default=None, help="output prefix (shards PREFIX-SSSSS-of-NNNNN.EXT); required")
-        parser.add_argument("--module", default=DEFAULT_MODULE, help=f"module handle (default {DEFAULT_MODULE})")
-        parser.add_argument("--format", default="parquet", choices=FORMATS, help="output format (default parquet)")
-        parser.add_argument("--input-format", "--input_format", dest="input_format", default=None,
-                            choices=FORMAT_NAMES, help="default: from the file extension")
-        parser.add_argument("--text-field", "--text_field", dest="text_field", default="text",
-                            help="field or column holding the text (JSONL, CSV, Parquet)")
-        parser.add_argument("--id-field", "--id_field", dest="id_field", default="id",
-                            help="field or column holding the record id (JSONL, CSV, Parquet)")
+        parser.add_argument(
+            "--output", default=None, help="output prefix (shards PREFIX-SSSSS-of-NNNNN.EXT); required"
+        )
+        parser.add_argument(
+            "--module", default=DEFAULT_MODULE, help=f"module handle (default {DEFAULT_MODULE})"
+        )
+        parser.add_argument(
+            "--format", default="parquet", choices=FORMATS, help="output format (default parquet)"
+        )
+        parser.add_argument(
+            "--input-format",
+            "--input_format",
+            dest="input_format",
+            default=None,
+            choices=FORMAT_NAMES,
+            help="default: from the file extension",
+        )
+        parser.add_argument(
+            "--text-field",
+            "--text_field",
+            dest="text_field",
+            default="text",
+            help="field or column holding the text (JSONL, CSV, Parquet)",
+        )
+        parser.add_argument(
+            "--id-field",
+            "--id_field",
+            dest="id_field",
+            default="id",
+            help="field or column holding the record id (JSONL, CSV, Parquet)",
+        )
         parser.add_argument("--signature", default=None, help="module signature (default: its default)")
-        parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=256,
-                            help="largest batch given to the module")
+        parser.add_argument(
+            "--batch-size",
+            "--batch_size",
+            dest="batch_size",
+            type=int,
+            default=256,
+            help="largest batch given to the module",
+        )
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -103,10 +141,15 @@ def _read_examples(p: beam.Pipeline, pattern: str, first: str, text_field: str, 
         raise ValueError(f"{first} holds no records")
     features = feature_kinds(record)
     if text_field not in features:
-        raise ValueError(f"the tf.Examples in {first} have no feature {text_field!r} (features: {sorted(features)}); "
-                         "pass --text-field")
-    kinds = {"bytes_list": (schema_pb2.BYTES, pa.large_binary()), "int64_list": (schema_pb2.INT, pa.int64()),
-             "float_list": (schema_pb2.FLOAT, pa.float32())}
+        raise ValueError(
+            f"the tf.Examples in {first} have no feature {text_field!r} (features: {sorted(features)}); "
+            "pass --text-field"
+        )
+    kinds = {
+        "bytes_list": (schema_pb2.BYTES, pa.large_binary()),
+        "int64_list": (schema_pb2.INT, pa.int64()),
+        "float_list": (schema_pb2.FLOAT, pa.float32()),
+    }
     schema = schema_pb2.Schema()
     arrow = []
     for name in (id_field, text_field):
@@ -117,8 +160,9 @@ def _read_examples(p: beam.Pipeline, pattern: str, first: str, text_field: str, 
         feature.name, feature.type = name, tfmd_type
         arrow.append(pa.field(name, arrow_type))
     source = tfxio.TFExampleRecord(pattern, schema=schema)
-    batches = (p | "Read" >> source.BeamSource(batch_size=batch)
-                 | "OneValueEach" >> beam.Map(_one_value_per_row))
+    batches = (
+        p | "Read" >> source.BeamSource(batch_size=batch) | "OneValueEach" >> beam.Map(_one_value_per_row)
+    )
     return batches, pa.schema(arrow)
 
 
@@ -147,8 +191,12 @@ def _example(record: dict[str, Any], id_field: str) -> bytes:
     from beam_hub.examples import serialize
 
     ident = record.get(id_field)
-    return serialize({"id": ident if isinstance(ident, int) else str(ident),
-                      "embedding": np.asarray(record["embedding"], np.float32)})
+    return serialize(
+        {
+            "id": ident if isinstance(ident, int) else str(ident),
+            "embedding": np.asarray(record["embedding"], np.float32),
+        }
+    )
 
 
 def _parquet_schema(sample: Sequence[dict[str, Any]], dim: int | None = None):
@@ -159,7 +207,9 @@ def _parquet_schema(sample: Sequence[dict[str, Any]], dim: int | None = None):
     return pa.schema(fields + [pa.field("embedding", pa.list_(pa.float32()))])
 
 
-def _sample_records(fmt: str, paths: list[str], text_field: str, id_field: str, n: int = 200) -> list[dict[str, Any]]:
+def _sample_records(
+    fmt: str, paths: list[str], text_field: str, id_field: str, n: int = 200
+) -> list[dict[str, Any]]:
     """A few records from the first file, to fix the Parquet schema before the job starts."""
     out: list[dict[str, Any]] = []
     with FileSystems.open(paths[0]) as raw:
@@ -185,7 +235,9 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
     fmt = input_format(opts.input, opts.input_format)
     paths = match_files(opts.input)
     # a batch job: full batches from the start (BatchElements would otherwise begin at 1 and grow)
-    apply_kwargs = dict(signature=opts.signature, max_batch_size=opts.batch_size, min_batch_size=opts.batch_size)
+    apply_kwargs = dict(
+        signature=opts.signature, max_batch_size=opts.batch_size, min_batch_size=opts.batch_size
+    )
     text_field = "text" if fmt in ("text", "csv") else opts.text_field
     id_field = "id" if fmt in ("text", "csv") else opts.id_field
 
@@ -194,43 +246,60 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
             tables, in_schema = _read_parquet(p, opts.input, paths[0], text_field)
         else:
             tables, in_schema = _read_examples(p, opts.input, paths[0], text_field, id_field, opts.batch_size)
-        tables = tables | "Embed" >> beam_hub.ApplyHubModule(opts.module, columns=text_field, output_column="embedding",
-                                                             **apply_kwargs)
+        tables = tables | "Embed" >> beam_hub.ApplyHubModule(
+            opts.module, columns=text_field, output_column="embedding", **apply_kwargs
+        )
         if opts.format == "parquet":
             import pyarrow as pa
 
             schema = in_schema.append(pa.field("embedding", pa.list_(pa.float32())))
-            tables | "Write" >> beam.io.WriteToParquetBatched(opts.output, schema, file_name_suffix=".parquet")
+            tables | "Write" >> beam.io.WriteToParquetBatched(
+                opts.output, schema, file_name_suffix=".parquet"
+            )
             return {"pattern": opts.output + "*"}
         records = tables | "Rows" >> beam.FlatMap(lambda t: t.to_pylist())
     else:
         if fmt == "csv":
             header = csv_header(paths[0])
             if opts.text_field not in header:
-                raise ValueError(f"{paths[0]} has no column {opts.text_field!r} (columns: {header}); pass --text-field")
-        records = (read_records(p, opts.input, fmt)
-                   | "Record" >> beam.Map(_to_record, fmt, opts.text_field, opts.id_field, len(paths) > 1))
-        embedded = (records
-                    | "Key" >> beam.Map(lambda r, f=text_field: (r, r[f]))
-                    | "Embed" >> beam_hub.ApplyHubModule(opts.module, keyed=True, **apply_kwargs))
+                raise ValueError(
+                    f"{paths[0]} has no column {opts.text_field!r} (columns: {header}); pass --text-field"
+                )
+        records = read_records(p, opts.input, fmt) | "Record" >> beam.Map(
+            _to_record, fmt, opts.text_field, opts.id_field, len(paths) > 1
+        )
+        embedded = (
+            records
+            | "Key" >> beam.Map(lambda r, f=text_field: (r, r[f]))
+            | "Embed" >> beam_hub.ApplyHubModule(opts.module, keyed=True, **apply_kwargs)
+        )
         records = embedded | "Attach" >> beam.MapTuple(lambda r, e: {**r, "embedding": e.tolist()})
         if fmt in ("text", "csv"):
             records = records | "Trim" >> beam.Map(lambda r: {k: v for k, v in r.items() if k != "text"})
 
     if opts.format == "jsonl":
-        _ = (records | "ToJson" >> beam.Map(_jsonl_line, id_field)
-                     | "Write" >> beam.io.WriteToText(opts.output, file_name_suffix=".jsonl"))
+        _ = (
+            records
+            | "ToJson" >> beam.Map(_jsonl_line, id_field)
+            | "Write" >> beam.io.WriteToText(opts.output, file_name_suffix=".jsonl")
+        )
     elif opts.format == "tfrecord":
-        _ = (records | "ToExample" >> beam.Map(_example, id_field)
-                     | "Write" >> beam.io.WriteToTFRecord(opts.output, file_name_suffix=".tfrecord"))
+        _ = (
+            records
+            | "ToExample" >> beam.Map(_example, id_field)
+            | "Write" >> beam.io.WriteToTFRecord(opts.output, file_name_suffix=".tfrecord")
+        )
     else:
         sample = _sample_records(fmt, paths, text_field, id_field)
         if fmt in ("text", "csv"):
             sample = [{k: v for k, v in r.items() if k != "text"} for r in sample]
         schema = _parquet_schema(sample)
         names = schema.names
-        _ = (records | "Conform" >> beam.Map(lambda r: {n: r.get(n) for n in names})
-                     | "Write" >> beam.io.WriteToParquet(opts.output, schema, file_name_suffix=".parquet"))
+        _ = (
+            records
+            | "Conform" >> beam.Map(lambda r: {n: r.get(n) for n in names})
+            | "Write" >> beam.io.WriteToParquet(opts.output, schema, file_name_suffix=".parquet")
+        )
     return {"pattern": opts.output + "*"}
 
 
@@ -256,9 +325,14 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = _counter(result, "inference_elements")
     local = options.view_as(StandardOptions).runner in LOCAL_RUNNERS
     outputs = [m.path for r in FileSystems.match([info["pattern"]]) for m in r.metadata_list] if local else []
-    return {"rows": rows, "seconds": seconds, "rows_per_second": rows / seconds if seconds else 0.0,
-            "outputs": sorted(outputs) or [info["pattern"]], "module": opts.module,
-            "state": str(getattr(result, "state", "DONE"))}
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "rows_per_second": rows / seconds if seconds else 0.0,
+        "outputs": sorted(outputs) or [info["pattern"]],
+        "module": opts.module,
+        "state": str(getattr(result, "state", "DONE")),
+    }
 
 
 def _counter(result: Any, name: str) -> int:
@@ -275,11 +349,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     summary = run(argv)
     if summary["rows"]:
-        print(f"embedded {summary['rows']} rows in {summary['seconds']:.1f}s "
-              f"({summary['rows_per_second']:.0f} rows/s) with {summary['module']}")
+        print(
+            f"embedded {summary['rows']} rows in {summary['seconds']:.1f}s "
+            f"({summary['rows_per_second']:.0f} rows/s) with {summary['module']}"
+        )
     else:
-        print(f"job ended in state {summary['state']} after {summary['seconds']:.1f}s with {summary['module']} "
-              "(the runner reported no row count)")
+        print(
+            f"job ended in state {summary['state']} after {summary['seconds']:.1f}s with {summary['module']} "
+            "(the runner reported no row count)"
+        )
     for path in summary["outputs"]:
         print(f"output: {path}")
     return 0

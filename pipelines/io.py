@@ -18,15 +18,25 @@ import io
 import json
 import logging
 import os
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-INPUT_FORMATS = {".txt": "text", ".text": "text", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
-                 ".csv": "csv", ".parquet": "parquet", ".tfrecord": "tfrecord", ".tfrecords": "tfrecord",
-                 ".tfrec": "tfrecord"}
+INPUT_FORMATS = {
+    ".txt": "text",
+    ".text": "text",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".tfrecord": "tfrecord",
+    ".tfrecords": "tfrecord",
+    ".tfrec": "tfrecord",
+}
 FORMAT_NAMES = sorted(set(INPUT_FORMATS.values()))
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
 
@@ -55,16 +65,19 @@ def match_files(pattern: str, flag: str = "--input") -> list[str]:
     return paths
 
 
-def input_format(pattern: str, given: str | None, *, allowed: Sequence[str] = FORMAT_NAMES,
-                 flag: str = "--input-format") -> str:
+def input_format(
+    pattern: str, given: str | None, *, allowed: Sequence[str] = FORMAT_NAMES, flag: str = "--input-format"
+) -> str:
     """The record format: ``given``, else from the pattern's extension (``.gz`` ignored)."""
     if given:
         fmt = given
     else:
         ext = os.path.splitext(pattern.removesuffix(".gz"))[1].lower()
         if ext not in INPUT_FORMATS:
-            raise ValueError(f"cannot tell the format of {pattern!r} from its extension; pass {flag} "
-                             f"({', '.join(allowed)})")
+            raise ValueError(
+                f"cannot tell the format of {pattern!r} from its extension; pass {flag} "
+                f"({', '.join(allowed)})"
+            )
         fmt = INPUT_FORMATS[ext]
     if fmt not in allowed:
         raise ValueError(f"{pattern!r}: {fmt} input is not supported here; use {', '.join(allowed)}")
@@ -135,5 +148,9 @@ def read_records(p: beam.Pipeline, pattern: str, fmt: str) -> beam.PCollection:
         return p | "Read" >> beam.io.ReadFromTFRecord(pattern) | "Parse" >> beam.Map(to_dict)
     if fmt not in _LINE_READERS:
         raise ValueError(f"unknown record format {fmt!r}; use one of {', '.join(FORMAT_NAMES)}")
-    return (p | "Match" >> fileio.MatchFiles(pattern) | "Open" >> fileio.ReadMatches()
-              | "Parse" >> beam.FlatMap(_LINE_READERS[fmt]))
+    return (
+        p
+        | "Match" >> fileio.MatchFiles(pattern)
+        | "Open" >> fileio.ReadMatches()
+        | "Parse" >> beam.FlatMap(_LINE_READERS[fmt])
+    )

@@ -18,7 +18,8 @@ import json
 import logging
 import sys
 import tempfile
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -31,6 +32,7 @@ from beam_hub.publish import published_with
 from pipelines.io import Located, input_format, match_files, read_records, setup_logging, with_default_runner
 
 TRAIN_FORMATS = ("jsonl", "csv", "parquet", "tfrecord")
+log = logging.getLogger("beam_hub.reexport")
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -48,8 +50,11 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--validation-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--work-dir", default=None,
-                    help="temporary training shards (default: a local temp dir; on Dataflow a gs:// path)")
+    ap.add_argument(
+        "--work-dir",
+        default=None,
+        help="temporary training shards (default: a local temp dir; on Dataflow a gs:// path)",
+    )
     return ap.parse_known_args(argv)
 
 
@@ -67,8 +72,20 @@ def fingerprint(args: argparse.Namespace) -> str:
         with FileSystems.open(path) as f:
             while block := f.read(1 << 20):
                 h.update(block)
-    params = {k: getattr(args, k) for k in ("input_field", "label_field", "num_classes", "regression", "epochs",
-                                             "learning_rate", "batch_size", "validation_fraction", "seed")}
+    params = {
+        k: getattr(args, k)
+        for k in (
+            "input_field",
+            "label_field",
+            "num_classes",
+            "regression",
+            "epochs",
+            "learning_rate",
+            "batch_size",
+            "validation_fraction",
+            "seed",
+        )
+    }
     h.update(json.dumps(params, sort_keys=True).encode())
     return h.hexdigest()
 
@@ -82,7 +99,9 @@ def _typed(record: Any, input_field: str, label_field: str, classification: bool
     if not isinstance(record, dict):
         raise ValueError(f"training record is not an object: {str(record)[:200]}")
     if input_field not in record or label_field not in record:
-        raise ValueError(f"training record lacks {input_field!r} or {label_field!r} (fields: {sorted(record)})")
+        raise ValueError(
+            f"training record lacks {input_field!r} or {label_field!r} (fields: {sorted(record)})"
+        )
     value = record[input_field]
     if isinstance(value, bytes):
         value = value.decode("utf-8")
@@ -104,7 +123,7 @@ def run(argv: Sequence[str] | None = None) -> str:
     digest = fingerprint(args)
     existing = published_with(args.dest, digest)
     if existing:
-        logging.info("Nothing changed since %s (same base, data and parameters): publishing nothing", existing)
+        log.info("Nothing changed since %s (same base, data and parameters): publishing nothing", existing)
         return existing
     with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
         build(p, args, digest)
@@ -118,14 +137,25 @@ def build(p: beam.Pipeline, args: argparse.Namespace, digest: str) -> beam.PColl
     """Read, fine-tune, publish, record the fingerprint: the whole job, on any runner."""
     work = args.work_dir or tempfile.mkdtemp(prefix="beam-hub-reexport-")
     classification = args.num_classes is not None
-    return (read(p, args.train)
-            | "Typed" >> beam.Map(_typed, args.input_field, args.label_field, classification)
-            | "FineTune" >> beam_hub.FineTuneHubModule(
-                args.base, input_key=args.input_field, label_key=args.label_field,
-                head="classification" if classification else "regression", num_classes=args.num_classes,
-                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                validation_fraction=args.validation_fraction, seed=args.seed, work_dir=work)
-            | "Publish" >> beam_hub.ExportHubModule(args.dest, fingerprint=digest))
+    return (
+        read(p, args.train)
+        | "Typed" >> beam.Map(_typed, args.input_field, args.label_field, classification)
+        | "FineTune"
+        >> beam_hub.FineTuneHubModule(
+            args.base,
+            input_key=args.input_field,
+            label_key=args.label_field,
+            head="classification" if classification else "regression",
+            num_classes=args.num_classes,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            validation_fraction=args.validation_fraction,
+            seed=args.seed,
+            work_dir=work,
+        )
+        | "Publish" >> beam_hub.ExportHubModule(args.dest, fingerprint=digest)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

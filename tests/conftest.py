@@ -12,7 +12,7 @@ os.environ.setdefault("FSSPEC_GS_TOKEN", "anon")
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from hubserver import HubServer  # noqa: E402
+from hubserver import HubServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -98,9 +98,25 @@ def gcs():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([str(_get_binary_path()), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
-                             "-port", str(port), "-external-url", url, "-log-level", "error"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(_get_binary_path()),
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            str(port),
+            "-external-url",
+            url,
+            "-log-level",
+            "error",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         try:
             urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).read()
@@ -135,10 +151,18 @@ def server():
 def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run `python -m beam_hub ...` in a fresh interpreter (as the console script does)."""
     full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "beam_hub", *args], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "beam_hub", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+        timeout=300,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"beam-hub {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"beam-hub {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

@@ -48,7 +48,7 @@ class HubServer:
             def log_message(self, *args):  # quiet
                 pass
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 server._handle(self)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -57,8 +57,14 @@ class HubServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
 
-    def add(self, path: str, body: bytes, mode: str = "ok", statuses: list[int] | None = None,
-            protocol: bool | None = None) -> str:
+    def add(
+        self,
+        path: str,
+        body: bytes,
+        mode: str = "ok",
+        statuses: list[int] | None = None,
+        protocol: bool | None = None,
+    ) -> str:
         if protocol is None:
             protocol = not path.endswith((".tar.gz", ".tgz", ".tar"))
         self.routes[path] = Route(body, mode, list(statuses or []), protocol)
@@ -123,7 +129,7 @@ class HubServer:
             h.end_headers()
             step = max(1, len(body) // 20)
             for i in range(0, len(body), step):
-                h.wfile.write(body[i:i + step])
+                h.wfile.write(body[i : i + step])
                 h.wfile.flush()
                 time.sleep(0.05)
             return
@@ -142,7 +148,9 @@ class HubServer:
         h.close_connection = True
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, etag: str | None = None) -> None:
+    def _send(
+        h: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str, etag: str | None = None
+    ) -> None:
         h.send_response(status)
         h.send_header("Content-Type", ctype)
         if etag:

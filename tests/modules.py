@@ -46,26 +46,31 @@ def make_fruit(path: str) -> str:
                 tf.function(lambda: 0.01 * tf.reduce_sum(tf.square(self.cat_w)), input_signature=[])
             ]
 
-        @tf.function(input_signature=[
-            tf.TensorSpec([None, 3], tf.float32, name="apples"),
-            tf.TensorSpec([None, 3], tf.float32, name="oranges"),
-        ])
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, 3], tf.float32, name="apples"),
+                tf.TensorSpec([None, 3], tf.float32, name="oranges"),
+            ]
+        )
         def fruit_to_pet(self, apples, oranges):
-            return {"cats": tf.matmul(apples, self.cat_w), "dogs": tf.matmul(oranges, self.dog_w) * self.scale}
+            return {
+                "cats": tf.matmul(apples, self.cat_w),
+                "dogs": tf.matmul(oranges, self.dog_w) * self.scale,
+            }
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="names")])
         def name_length(self, names):
             return {"default": tf.strings.length(names, unit="UTF8_CHAR")}
 
-        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x"), tf.TensorSpec([], tf.bool)])
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x"), tf.TensorSpec([], tf.bool)]
+        )
         def __call__(self, x, training=False):
             y = tf.matmul(x, self.cat_w)
             return y * 2.0 if training else y
 
     m = Fruit()
-    tf.saved_model.save(
-        m, path, signatures={"fruit_to_pet": m.fruit_to_pet, "name_length": m.name_length}
-    )
+    tf.saved_model.save(m, path, signatures={"fruit_to_pet": m.fruit_to_pet, "name_length": m.name_length})
     return path
 
 
@@ -152,9 +157,13 @@ def make_random_relu(path: str, hidden: int = 8, seed: int = 1) -> str:
             w = np.outer([1.0, 0.7], rng.standard_normal(hidden)) + 0.01 * rng.standard_normal((2, hidden))
             self.w = tf.Variable(w.astype(np.float32), name="w")
             self.b = tf.Variable(0.1 * rng.standard_normal(hidden).astype(np.float32), name="b")
-            self.regularization_losses = [tf.function(lambda: 1e-4 * tf.reduce_sum(tf.square(self.w)), input_signature=[])]
+            self.regularization_losses = [
+                tf.function(lambda: 1e-4 * tf.reduce_sum(tf.square(self.w)), input_signature=[])
+            ]
 
-        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x"), tf.TensorSpec([], tf.bool)])
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x"), tf.TensorSpec([], tf.bool)]
+        )
         def __call__(self, x, training=False):
             return tf.nn.relu(tf.matmul(x, self.w) + self.b)
 

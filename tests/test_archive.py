@@ -30,15 +30,18 @@ def make_tar(path, members, gz=True):
 GOOD = ({"name": "saved_model.pb"}, b"pb")
 
 
-@pytest.mark.parametrize("member, match", [
-    (({"name": "../escape.txt"}, b"x"), "unsafe member"),
-    (({"name": "/abs/escape.txt"}, b"x"), "unsafe member"),
-    (({"name": "link", "type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}, None), "is a link"),
-    (({"name": "inner_link", "type": tarfile.SYMTYPE, "linkname": "saved_model.pb"}, None), "is a link"),
-    (({"name": "hard", "type": tarfile.LNKTYPE, "linkname": "saved_model.pb"}, None), "is a link"),
-    (({"name": "dev", "type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}, None), "device"),
-    (({"name": "fifo", "type": tarfile.FIFOTYPE}, None), "device"),
-])
+@pytest.mark.parametrize(
+    "member, match",
+    [
+        (({"name": "../escape.txt"}, b"x"), "unsafe member"),
+        (({"name": "/abs/escape.txt"}, b"x"), "unsafe member"),
+        (({"name": "link", "type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}, None), "is a link"),
+        (({"name": "inner_link", "type": tarfile.SYMTYPE, "linkname": "saved_model.pb"}, None), "is a link"),
+        (({"name": "hard", "type": tarfile.LNKTYPE, "linkname": "saved_model.pb"}, None), "is a link"),
+        (({"name": "dev", "type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}, None), "device"),
+        (({"name": "fifo", "type": tarfile.FIFOTYPE}, None), "device"),
+    ],
+)
 def test_unsafe_members_are_refused(tmp_path, member, match):
     archive = make_tar(tmp_path / "evil.tar.gz", [GOOD, member])
     dest = tmp_path / "out"
@@ -56,22 +59,34 @@ def test_decompression_bomb_is_stopped_by_the_byte_cap(tmp_path):
 
 
 def test_plain_tar_and_nested_dirs_extract(tmp_path):
-    archive = make_tar(tmp_path / "m.tar", [({"name": "variables", "type": tarfile.DIRTYPE}, None), GOOD,
-                                            ({"name": "./variables/variables.index"}, b"idx")], gz=False)
+    archive = make_tar(
+        tmp_path / "m.tar",
+        [
+            ({"name": "variables", "type": tarfile.DIRTYPE}, None),
+            GOOD,
+            ({"name": "./variables/variables.index"}, b"idx"),
+        ],
+        gz=False,
+    )
     dest = tmp_path / "out"
     dest.mkdir()
     got = safe_extract(archive, str(dest), what="m")
     assert (dest / "variables" / "variables.index").read_bytes() == b"idx"
     assert got.archive_sha256 == hashlib.sha256(open(archive, "rb").read()).hexdigest()
-    assert got.files == {"saved_model.pb": FileRecord(2, hashlib.sha256(b"pb").hexdigest()),
-                         "variables/variables.index": FileRecord(3, hashlib.sha256(b"idx").hexdigest())}
+    assert got.files == {
+        "saved_model.pb": FileRecord(2, hashlib.sha256(b"pb").hexdigest()),
+        "variables/variables.index": FileRecord(3, hashlib.sha256(b"idx").hexdigest()),
+    }
 
 
-@pytest.mark.parametrize("body, match", [
-    (b"<!DOCTYPE html><html>login</html>", "HTML page"),
-    (b"", "empty body"),
-    (b"PK\x03\x04 zip file", "not a tar"),
-])
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        (b"<!DOCTYPE html><html>login</html>", "HTML page"),
+        (b"", "empty body"),
+        (b"PK\x03\x04 zip file", "not a tar"),
+    ],
+)
 def test_non_archives_get_a_clear_error(tmp_path, body, match):
     path = tmp_path / "x"
     path.write_bytes(body)

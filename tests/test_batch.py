@@ -4,8 +4,8 @@ import tensorflow as tf
 
 import beam_hub
 from beam_hub.batch import ApplySpec, LoadedModule, stack
-from beam_hub.examples import parse_examples
 from beam_hub.errors import InputError
+from beam_hub.examples import parse_examples
 from beam_hub.signatures import TensorInfo
 
 X = TensorInfo("x", tf.float32, tf.TensorShape([None, 3]))
@@ -34,14 +34,22 @@ def test_apply_batch_splits_rows_without_copying_per_row(one_input):
 
 def test_parse_examples_casts_and_reports_missing_features(fruit):
     spec = beam_hub.load(fruit).signature("fruit_to_pet")
-    ex = tf.train.Example(features=tf.train.Features(feature={
-        "apples": tf.train.Feature(float_list=tf.train.FloatList(value=[1, 2, 3])),
-        "oranges": tf.train.Feature(float_list=tf.train.FloatList(value=[4, 5, 6])),
-    })).SerializeToString()
+    ex = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "apples": tf.train.Feature(float_list=tf.train.FloatList(value=[1, 2, 3])),
+                "oranges": tf.train.Feature(float_list=tf.train.FloatList(value=[4, 5, 6])),
+            }
+        )
+    ).SerializeToString()
     parsed = parse_examples([ex, ex], spec)
     assert parsed["apples"].dtype == tf.float32 and parsed["oranges"].shape == (2, 3)
-    missing = tf.train.Example(features=tf.train.Features(feature={
-        "apples": tf.train.Feature(float_list=tf.train.FloatList(value=[1, 2, 3])),
-    })).SerializeToString()
+    missing = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "apples": tf.train.Feature(float_list=tf.train.FloatList(value=[1, 2, 3])),
+            }
+        )
+    ).SerializeToString()
     with pytest.raises(InputError, match="oranges"):
         parse_examples([missing], spec)

@@ -51,9 +51,12 @@ def test_two_transforms_of_one_module_share_one_load(fresh_module):
 
 def test_keyed_elements(one_input):
     def build(p):
-        out = (p | beam.Create([(f"k{i}", r) for i, r in enumerate(ROWS)])
-                 | beam_hub.ApplyHubModule(one_input, keyed=True)
-                 | beam.MapTuple(lambda k, a: (k, a.tolist())))
+        out = (
+            p
+            | beam.Create([(f"k{i}", r) for i, r in enumerate(ROWS)])
+            | beam_hub.ApplyHubModule(one_input, keyed=True)
+            | beam.MapTuple(lambda k, a: (k, a.tolist()))
+        )
         assert_that(out, equal_to([(f"k{i}", e) for i, e in enumerate(expected(ROWS))]))
 
     run_pipeline(build)
@@ -63,11 +66,16 @@ def test_dict_inputs_and_as_dict_outputs(fruit):
     elements = [{"apples": r, "oranges": r * 2} for r in ROWS[:10]]
 
     def build(p):
-        out = (p | beam.Create(elements)
-                 | beam_hub.ApplyHubModule(fruit, signature="fruit_to_pet", as_dict=True)
-                 | beam.Map(lambda d: (sorted(d), d["cats"].tolist(), d["dogs"].tolist())))
-        want = [(["cats", "dogs"], (e["apples"] @ np.eye(3, 2)).tolist(), [float(e["oranges"].sum() * 0.5 * 10)])
-                for e in elements]
+        out = (
+            p
+            | beam.Create(elements)
+            | beam_hub.ApplyHubModule(fruit, signature="fruit_to_pet", as_dict=True)
+            | beam.Map(lambda d: (sorted(d), d["cats"].tolist(), d["dogs"].tolist()))
+        )
+        want = [
+            (["cats", "dogs"], (e["apples"] @ np.eye(3, 2)).tolist(), [float(e["oranges"].sum() * 0.5 * 10)])
+            for e in elements
+        ]
         assert_that(out, equal_to(want))
 
     run_pipeline(build)
@@ -77,9 +85,12 @@ def test_output_key(fruit):
     elements = [{"apples": r, "oranges": r} for r in ROWS[:5]]
 
     def build(p):
-        out = (p | beam.Create(elements)
-                 | beam_hub.ApplyHubModule(fruit, signature="fruit_to_pet", output_key="dogs")
-                 | beam.Map(lambda a: a.tolist()))
+        out = (
+            p
+            | beam.Create(elements)
+            | beam_hub.ApplyHubModule(fruit, signature="fruit_to_pet", output_key="dogs")
+            | beam.Map(lambda a: a.tolist())
+        )
         assert_that(out, equal_to([[float(e["oranges"].sum() * 5)] for e in elements]))
 
     run_pipeline(build)
@@ -89,9 +100,12 @@ def test_strings_of_any_length_batch(fruit):
     texts = ["", "a", "héllo wörld", "日本語のテキスト" * 50, "x" * 10_000]
 
     def build(p):
-        out = (p | beam.Create(texts)
-                 | beam_hub.ApplyHubModule(fruit, signature="name_length", min_batch_size=5, max_batch_size=5)
-                 | beam.Map(int))
+        out = (
+            p
+            | beam.Create(texts)
+            | beam_hub.ApplyHubModule(fruit, signature="name_length", min_batch_size=5, max_batch_size=5)
+            | beam.Map(int)
+        )
         assert_that(out, equal_to([len(t) for t in texts]))
 
     run_pipeline(build)
@@ -101,18 +115,25 @@ def test_serialized_tf_examples(fruit):
     import tensorflow as tf
 
     def example(apples, oranges):
-        return tf.train.Example(features=tf.train.Features(feature={
-            "apples": tf.train.Feature(float_list=tf.train.FloatList(value=apples)),
-            "oranges": tf.train.Feature(float_list=tf.train.FloatList(value=oranges)),
-            "unused": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
-        })).SerializeToString()
+        return tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "apples": tf.train.Feature(float_list=tf.train.FloatList(value=apples)),
+                    "oranges": tf.train.Feature(float_list=tf.train.FloatList(value=oranges)),
+                    "unused": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
+                }
+            )
+        ).SerializeToString()
 
     records = [example(r, r + 1) for r in ROWS[:20]]
 
     def build(p):
-        out = (p | beam.Create(records)
-                 | beam_hub.ApplyHubModule(fruit, signature="fruit_to_pet", output_key="cats", from_examples=True)
-                 | beam.Map(lambda a: a.tolist()))
+        out = (
+            p
+            | beam.Create(records)
+            | beam_hub.ApplyHubModule(fruit, signature="fruit_to_pet", output_key="cats", from_examples=True)
+            | beam.Map(lambda a: a.tolist())
+        )
         assert_that(out, equal_to([(r @ np.eye(3, 2)).tolist() for r in ROWS[:20]]))
 
     run_pipeline(build)
@@ -123,11 +144,17 @@ def test_dead_letter_output_keeps_the_job_alive(one_input):
     elements = ROWS[:10] + bad
 
     def build(p):
-        good, failed = (p | beam.Create(elements)
-                          | beam_hub.ApplyHubModule(one_input, max_batch_size=4).with_exception_handling())
+        good, failed = (
+            p
+            | beam.Create(elements)
+            | beam_hub.ApplyHubModule(one_input, max_batch_size=4).with_exception_handling()
+        )
         assert_that(good | beam.Map(lambda a: a.tolist()), equal_to(expected(ROWS[:10])), label="good")
-        assert_that(failed | beam.Map(lambda f: (repr(f.element)[:12], f.error_type, "expects" in f.error)),
-                    equal_to([(repr(e)[:12], "InputError", True) for e in bad]), label="failed")
+        assert_that(
+            failed | beam.Map(lambda f: (repr(f.element)[:12], f.error_type, "expects" in f.error)),
+            equal_to([(repr(e)[:12], "InputError", True) for e in bad]),
+            label="failed",
+        )
 
     run_pipeline(build)
 
@@ -147,7 +174,9 @@ def test_unknown_signature_fails_with_the_list(one_input):
     def build(p):
         _ = p | beam.Create(ROWS[:2]) | beam_hub.ApplyHubModule(one_input, signature="nope")
 
-    with pytest.raises(Exception, match=r"no signature 'nope'. Available signatures: default\(x: float32\[\?, 3\]\)"):
+    with pytest.raises(
+        Exception, match=r"no signature 'nope'. Available signatures: default\(x: float32\[\?, 3\]\)"
+    ):
         run_pipeline(build)
 
 
@@ -163,7 +192,12 @@ def test_http_handle_resolves_through_the_cache(server, one_input_tgz, cache_dir
     url = server.add("/m", one_input_tgz)
 
     def build(p):
-        out = p | beam.Create(ROWS[:5]) | beam_hub.ApplyHubModule(url, cache_dir=cache_dir) | beam.Map(lambda a: a.tolist())
+        out = (
+            p
+            | beam.Create(ROWS[:5])
+            | beam_hub.ApplyHubModule(url, cache_dir=cache_dir)
+            | beam.Map(lambda a: a.tolist())
+        )
         assert_that(out, equal_to(expected(ROWS[:5])))
 
     run_pipeline(build)
@@ -174,23 +208,34 @@ def test_multi_processing_loads_once_per_worker_process(one_input):
     elements = [(i, np.full(3, i, np.float32)) for i in range(400)]
 
     def build(p):
-        out = (p | beam.Create(elements) | beam.Reshuffle()
-                 | beam_hub.ApplyHubModule(one_input, keyed=True, max_batch_size=16)
-                 | beam.MapTuple(lambda k, a: (k, float(a[0]), os.getpid())))
-        assert_that(out | beam.MapTuple(lambda k, v, pid: (k, v)), equal_to([(i, 6.0 * i) for i in range(400)]))
+        out = (
+            p
+            | beam.Create(elements)
+            | beam.Reshuffle()
+            | beam_hub.ApplyHubModule(one_input, keyed=True, max_batch_size=16)
+            | beam.MapTuple(lambda k, a: (k, float(a[0]), os.getpid()))
+        )
+        assert_that(
+            out | beam.MapTuple(lambda k, v, pid: (k, v)), equal_to([(i, 6.0 * i) for i in range(400)])
+        )
         pids = out | beam.MapTuple(lambda k, v, pid: pid) | beam.Distinct() | beam.combiners.Count.Globally()
         assert_that(pids, equal_to([2]), label="two worker processes did the work")
 
-    metrics = counters(run_pipeline(build, "--direct_running_mode=multi_processing", "--direct_num_workers=2"))
+    metrics = counters(
+        run_pipeline(build, "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    )
     assert metrics["module_loads"] == 2
     assert metrics["inference_elements"] == 400
 
 
 def test_large_model_keeps_one_copy_per_machine(one_input):
     def build(p):
-        out = (p | beam.Create(ROWS[:20])
-                 | beam_hub.ApplyHubModule(one_input, large_model=True)
-                 | beam.Map(lambda a: a.tolist()))
+        out = (
+            p
+            | beam.Create(ROWS[:20])
+            | beam_hub.ApplyHubModule(one_input, large_model=True)
+            | beam.Map(lambda a: a.tolist())
+        )
         assert_that(out, equal_to(expected(ROWS[:20])))
 
     metrics = counters(run_pipeline(build))

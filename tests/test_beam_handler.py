@@ -28,8 +28,19 @@ def test_run_inference_gives_prediction_results(one_input):
     assert isinstance(handler, beam.ml.inference.base.ModelHandler)
 
     def build(p):
-        out = (p | beam.Create(ROWS) | RunInference(handler)
-                 | beam.Map(lambda r: (isinstance(r, PredictionResult), r.example.tolist(), r.inference.tolist(), r.model_id)))
+        out = (
+            p
+            | beam.Create(ROWS)
+            | RunInference(handler)
+            | beam.Map(
+                lambda r: (
+                    isinstance(r, PredictionResult),
+                    r.example.tolist(),
+                    r.inference.tolist(),
+                    r.model_id,
+                )
+            )
+        )
         assert_that(out, equal_to([(True, r.tolist(), [value(r)], one_input) for r in ROWS]))
 
     run_pipeline(build)
@@ -40,8 +51,12 @@ def test_keyed_model_handler(fruit):
     handler = KeyedModelHandler(beam_hub.HubModelHandler(fruit, signature="fruit_to_pet", as_dict=True))
 
     def build(p):
-        out = (p | beam.Create(elements) | RunInference(handler)
-                 | beam.MapTuple(lambda k, r: (k, r.inference["dogs"].tolist())))
+        out = (
+            p
+            | beam.Create(elements)
+            | RunInference(handler)
+            | beam.MapTuple(lambda k, r: (k, r.inference["dogs"].tolist()))
+        )
         assert_that(out, equal_to([(i, [float(r.sum() * 5)]) for i, r in enumerate(ROWS)]))
 
     run_pipeline(build)
@@ -51,13 +66,20 @@ def test_with_exception_handling(one_input):
     bad = np.ones(7, np.float32)
 
     def build(p):
-        main, other = (p | beam.Create(ROWS[:4] + [bad])
-                         | RunInference(beam_hub.HubModelHandler(one_input, min_batch_size=5, max_batch_size=5))
-                           .with_exception_handling())
+        main, other = (
+            p
+            | beam.Create(ROWS[:4] + [bad])
+            | RunInference(
+                beam_hub.HubModelHandler(one_input, min_batch_size=5, max_batch_size=5)
+            ).with_exception_handling()
+        )
         # Beam's own semantics: the whole failing batch goes to failed_inferences, with the error
         shapes = "different shapes ((3,) x 4, (7,) x 1)"
-        assert_that(other.failed_inferences | beam.Map(lambda f: (len(f[0]), shapes in str(f[1]))),
-                    equal_to([(5, True)]), label="failed")
+        assert_that(
+            other.failed_inferences | beam.Map(lambda f: (len(f[0]), shapes in str(f[1]))),
+            equal_to([(5, True)]),
+            label="failed",
+        )
         assert_that(main, equal_to([]), label="main")
 
     run_pipeline(build)
@@ -65,12 +87,17 @@ def test_with_exception_handling(one_input):
 
 def test_model_update_through_side_input(modules_dir):
     """RunInference's model_metadata_pcoll calls update_model_path: the new module is used."""
+
     def build(p):
-        meta = p | "meta" >> beam.Create([ModelMetadata(model_id=modules_dir["one_input_x2"], model_name="x2")])
-        out = (p | beam.Create(ROWS)
-                 | RunInference(beam_hub.HubModelHandler(modules_dir["one_input"]),
-                                model_metadata_pcoll=meta)
-                 | beam.Map(lambda r: (r.inference.tolist(), r.model_id)))
+        meta = p | "meta" >> beam.Create(
+            [ModelMetadata(model_id=modules_dir["one_input_x2"], model_name="x2")]
+        )
+        out = (
+            p
+            | beam.Create(ROWS)
+            | RunInference(beam_hub.HubModelHandler(modules_dir["one_input"]), model_metadata_pcoll=meta)
+            | beam.Map(lambda r: (r.inference.tolist(), r.model_id))
+        )
         assert_that(out, equal_to([([value(r, 2.0)], modules_dir["one_input_x2"]) for r in ROWS]))
 
     run_pipeline(build)

@@ -8,11 +8,10 @@ import time
 import pytest
 
 import beam_hub
+import workers
 from beam_hub import settings
 from beam_hub.cache import LocalCache, Manifest, cache_key
 from beam_hub.errors import CacheError
-
-import workers
 
 
 def staging(cache_dir):
@@ -128,7 +127,10 @@ def test_eight_processes_download_once(server, one_input_tgz, cache_dir):
     url = server.add("/m", one_input_tgz, mode="slow")
     ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(8), ctx.Queue()
-    procs = [ctx.Process(target=workers.resolve_after_barrier, args=(barrier, url, cache_dir, queue)) for _ in range(8)]
+    procs = [
+        ctx.Process(target=workers.resolve_after_barrier, args=(barrier, url, cache_dir, queue))
+        for _ in range(8)
+    ]
     for p in procs:
         p.start()
     results = [queue.get(timeout=120) for _ in procs]

@@ -7,18 +7,18 @@ import os
 import signal
 import time
 
-
 import beam_hub
-from beam_hub.cache import Manifest, cache_key
-
 import workers
+from beam_hub.cache import Manifest, cache_key
 
 
 def spawn_resolvers(n, url, cache, local_root):
     ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=workers.resolve_tiered, args=(barrier, url, cache, f"{local_root}/{i}", queue))
-             for i in range(n)]
+    procs = [
+        ctx.Process(target=workers.resolve_tiered, args=(barrier, url, cache, f"{local_root}/{i}", queue))
+        for i in range(n)
+    ]
     for p in procs:
         p.start()
     results = [queue.get(timeout=180) for _ in procs]
@@ -94,13 +94,24 @@ def test_apply_hub_module_on_two_workers_with_a_shared_cache(server, one_input_t
     rows = [(i, np.full(3, i, np.float32)) for i in range(200)]
 
     def build(p):
-        out = (p | beam.Create(rows) | beam.Reshuffle()
-                 | beam_hub.ApplyHubModule(url, keyed=True, max_batch_size=16)
-                 | beam.MapTuple(lambda k, a: (k, float(a[0]))))
+        out = (
+            p
+            | beam.Create(rows)
+            | beam.Reshuffle()
+            | beam_hub.ApplyHubModule(url, keyed=True, max_batch_size=16)
+            | beam.MapTuple(lambda k, a: (k, float(a[0])))
+        )
         assert_that(out, equal_to([(i, 6.0 * i) for i in range(200)]))
 
-    metrics = counters(run_pipeline(build, "--direct_running_mode=multi_processing", "--direct_num_workers=2",
-                                    f"--hub_cache_dir={bucket}/c", f"--hub_local_cache_dir={tmp_path}/local"))
+    metrics = counters(
+        run_pipeline(
+            build,
+            "--direct_running_mode=multi_processing",
+            "--direct_num_workers=2",
+            f"--hub_cache_dir={bucket}/c",
+            f"--hub_local_cache_dir={tmp_path}/local",
+        )
+    )
     assert metrics["inference_elements"] == 200 and metrics["module_loads"] == 2
     assert server.gets("/m") == 1
 
@@ -147,7 +158,9 @@ def test_a_forbidden_bucket_falls_back(server, one_input_tgz, gcs, tmp_path, mon
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
             if "forbidden-bucket" in self.path:
-                data = json.dumps({"error": {"code": 403, "message": "caller lacks storage.objects.get"}}).encode()
+                data = json.dumps(
+                    {"error": {"code": 403, "message": "caller lacks storage.objects.get"}}
+                ).encode()
                 self.send_response(403)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -155,8 +168,12 @@ def test_a_forbidden_bucket_falls_back(server, one_input_tgz, gcs, tmp_path, mon
                 self.wfile.write(data)
                 return
             conn = http.client.HTTPConnection(upstream, timeout=60)
-            conn.request(self.command, self.path, body=body,
-                         headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+            conn.request(
+                self.command,
+                self.path,
+                body=body,
+                headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+            )
             resp = conn.getresponse()
             data = resp.read()
             self.send_response(resp.status)
@@ -172,11 +189,15 @@ def test_a_forbidden_bucket_falls_back(server, one_input_tgz, gcs, tmp_path, mon
     proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forbidding)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     url = server.add("/m", one_input_tgz)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{proxy.server_address[1]}")  # for the child
+    monkeypatch.setenv(
+        "STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{proxy.server_address[1]}"
+    )  # for the child
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    child = ctx.Process(target=workers.resolve_tiered,
-                        args=(None, url, "gs://forbidden-bucket/cache", str(tmp_path / "local"), queue))
+    child = ctx.Process(
+        target=workers.resolve_tiered,
+        args=(None, url, "gs://forbidden-bucket/cache", str(tmp_path / "local"), queue),
+    )
     child.start()
     status, path = queue.get(timeout=120)
     child.join(timeout=60)

@@ -18,8 +18,14 @@ NO_HEAVY_IMPORTS = (
 
 def test_import_resolve_and_cache_do_not_import_tensorflow_or_beam(server, one_input_tgz):
     url = server.add("/m", one_input_tgz)
-    proc = subprocess.run([sys.executable, "-c", NO_HEAVY_IMPORTS, url], capture_output=True, text=True,
-                          cwd=REPO, env=os.environ.copy(), timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_HEAVY_IMPORTS, url],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=os.environ.copy(),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert os.path.isfile(os.path.join(proc.stdout.strip(), "saved_model.pb"))
 

@@ -15,11 +15,28 @@ def test_embed_job_builds_for_dataflow_with_a_shared_cache():
     from beam_hub.beam.options import HubOptions
     from pipelines import embed
 
-    options = PipelineOptions([
-        "--input", os.path.join(REPO, "examples", "sentences.jsonl"), "--output", "gs://bucket/out/emb",
-        "--module", "gs://bucket/modules/all-MiniLM-L6-v2.tar.gz", "--hub_cache_dir", "gs://bucket/hub-cache",
-        "--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
-        "--temp_location", "gs://bucket/tmp", "--dry_run=True", "--no_auth"])
+    options = PipelineOptions(
+        [
+            "--input",
+            os.path.join(REPO, "examples", "sentences.jsonl"),
+            "--output",
+            "gs://bucket/out/emb",
+            "--module",
+            "gs://bucket/modules/all-MiniLM-L6-v2.tar.gz",
+            "--hub_cache_dir",
+            "gs://bucket/hub-cache",
+            "--runner",
+            "DataflowRunner",
+            "--project",
+            "my-project",
+            "--region",
+            "us-central1",
+            "--temp_location",
+            "gs://bucket/tmp",
+            "--dry_run=True",
+            "--no_auth",
+        ]
+    )
     p = beam.Pipeline(options=options)
     embed.build(p, options.view_as(embed.EmbedOptions))
     result = p.run()
@@ -32,12 +49,22 @@ def test_embed_job_builds_for_dataflow_with_a_shared_cache():
 
 def test_setup_file_package_holds_the_library_and_the_jobs(tmp_path):
     # the command Beam's stager runs for --setup_file when `build` is not installed
-    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)], cwd=REPO, check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (sdist,) = [f for f in os.listdir(tmp_path) if f.endswith(".tar.gz")]
     with tarfile.open(tmp_path / sdist) as tar:
         members = tar.getnames()
-    for path in ("beam_hub/beam/apply.py", "beam_hub/models/minilm/tokenizer.py", "pipelines/embed.py", "pyproject.toml"):
+    for path in (
+        "beam_hub/beam/apply.py",
+        "beam_hub/models/minilm/tokenizer.py",
+        "pipelines/embed.py",
+        "pyproject.toml",
+    ):
         assert any(m.endswith(path) for m in members), path
 
 
@@ -49,12 +76,34 @@ def test_reexport_job_builds_for_dataflow(tmp_path):
 
     train = tmp_path / "train.jsonl"  # local: building the graph matches the input pattern now
     train.write_text('{"x": [1.0, 2.0], "y": 1}\n')
-    args, beam_args = reexport.parse_args([
-        "--base", "gs://bucket/models/base/1.tar.gz", "--train", str(train),
-        "--dest", "gs://bucket/models/tuned", "--input-field", "x", "--label-field", "y", "--num-classes", "2",
-        "--work-dir", "gs://bucket/tmp/reexport",
-        "--runner", "DataflowRunner", "--project", "my-project", "--region", "us-central1",
-        "--temp_location", "gs://bucket/tmp", "--dry_run=True", "--no_auth"])
+    args, beam_args = reexport.parse_args(
+        [
+            "--base",
+            "gs://bucket/models/base/1.tar.gz",
+            "--train",
+            str(train),
+            "--dest",
+            "gs://bucket/models/tuned",
+            "--input-field",
+            "x",
+            "--label-field",
+            "y",
+            "--num-classes",
+            "2",
+            "--work-dir",
+            "gs://bucket/tmp/reexport",
+            "--runner",
+            "DataflowRunner",
+            "--project",
+            "my-project",
+            "--region",
+            "us-central1",
+            "--temp_location",
+            "gs://bucket/tmp",
+            "--dry_run=True",
+            "--no_auth",
+        ]
+    )
     p = beam.Pipeline(options=PipelineOptions(beam_args))
     reexport.build(p, args, "0" * 64)
     assert str(p.run().state) == "DONE"

@@ -25,7 +25,10 @@ def test_remote_urls_keep_protocol_and_archive_detection_ignores_query():
 
 def test_format_query_is_merged_into_an_existing_query():
     assert with_format_query("https://h/m/1") == "https://h/m/1?tf-hub-format=compressed"
-    assert with_format_query("https://h/m/1?a=b&tf-hub-format=uncompressed") == "https://h/m/1?a=b&tf-hub-format=compressed"
+    assert (
+        with_format_query("https://h/m/1?a=b&tf-hub-format=uncompressed")
+        == "https://h/m/1?a=b&tf-hub-format=compressed"
+    )
 
 
 def test_sha256_pin_is_parsed_and_validated():

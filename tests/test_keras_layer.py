@@ -44,12 +44,16 @@ def test_frozen_layer_keeps_the_module(base):
     model = model_with(layer)
     before = [w.numpy().copy() for w in layer.weights]
     model.fit(X, Y, epochs=2, batch_size=64, verbose=0)
-    assert layer.trainable_weights == [] and all(np.array_equal(a, w.numpy()) for a, w in zip(before, layer.weights))
+    assert layer.trainable_weights == [] and all(
+        np.array_equal(a, w.numpy()) for a, w in zip(before, layer.weights)
+    )
 
 
 def test_functional_model_with_a_signature(fruit):
     apples, oranges = keras.Input((3,), name="apples"), keras.Input((3,), name="oranges")
-    out = KerasLayer(fruit, signature="fruit_to_pet", output_key="dogs")({"apples": apples, "oranges": oranges})
+    out = KerasLayer(fruit, signature="fruit_to_pet", output_key="dogs")(
+        {"apples": apples, "oranges": oranges}
+    )
     model = keras.Model([apples, oranges], out)
     x = np.ones((2, 3), np.float32)
     np.testing.assert_allclose(model.predict([x, x], verbose=0), [[15.0], [15.0]])

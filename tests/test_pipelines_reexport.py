@@ -30,14 +30,36 @@ def data(tmp_path):
 
 
 def args(base, data, dest, *extra):
-    return ["--base", base, "--train", data, "--dest", dest, "--input-field", "x", "--label-field", "label",
-            "--num-classes", "2", "--epochs", "15", "--learning-rate", "0.02", *extra]
+    return [
+        "--base",
+        base,
+        "--train",
+        data,
+        "--dest",
+        dest,
+        "--input-field",
+        "x",
+        "--label-field",
+        "label",
+        "--num-classes",
+        "2",
+        "--epochs",
+        "15",
+        "--learning-rate",
+        "0.02",
+        *extra,
+    ]
 
 
 def test_publishes_the_next_version_and_is_idempotent(base, data, tmp_path):
     dest = str(tmp_path / "models")
-    proc = subprocess.run([sys.executable, "-m", "pipelines.reexport", *args(base, data, dest)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.reexport", *args(base, data, dest)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     first = proc.stdout.strip().splitlines()[-1]
     assert first == f"{dest}/1.tar.gz"
@@ -77,7 +99,23 @@ def test_other_training_formats(base, tmp_path, fmt):
             for x, y in zip(X[:300], Y[:300]):
                 w.write(serialize({"x": x, "label": int(y)}))
     dest = str(tmp_path / "models")
-    handle = reexport.run(["--base", base, "--train", path, "--dest", dest, "--input-field", "x",
-                           "--label-field", "label", "--num-classes", "2", "--epochs", "1"])
+    handle = reexport.run(
+        [
+            "--base",
+            base,
+            "--train",
+            path,
+            "--dest",
+            dest,
+            "--input-field",
+            "x",
+            "--label-field",
+            "label",
+            "--num-classes",
+            "2",
+            "--epochs",
+            "1",
+        ]
+    )
     assert handle == f"{dest}/1.tar.gz"
     assert beam_hub.load(handle)(X[:3]).shape == (3, 2)

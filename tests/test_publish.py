@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import beam_hub
-from beam_hub.errors import NotASavedModelError
-from beam_hub.errors import PublishError
+from beam_hub.errors import NotASavedModelError, PublishError
 from beam_hub.publish import versions
 from conftest import run_cli
 
@@ -24,7 +23,12 @@ def test_versions_are_sequential_and_immutable(one_input, fruit, tmp_path):
     assert open(first, "rb").read() == before  # the good version is untouched
     sidecar = open(first + ".sha256").read().split()
     assert sidecar == [hashlib.sha256(before).hexdigest(), "1.tar.gz"]
-    assert sorted(os.listdir(dest)) == ["1.tar.gz", "1.tar.gz.sha256", "2.tar.gz", "2.tar.gz.sha256"]  # no temp files
+    assert sorted(os.listdir(dest)) == [
+        "1.tar.gz",
+        "1.tar.gz.sha256",
+        "2.tar.gz",
+        "2.tar.gz.sha256",
+    ]  # no temp files
 
 
 def test_published_handle_resolves_and_is_reproducible(one_input, tmp_path):

@@ -8,8 +8,15 @@ import pytest
 
 import beam_hub
 from beam_hub.cache import Manifest
-from beam_hub.errors import (DownloadError, IntegrityError, ModuleNotFoundAtHandleError, NotASavedModelError,
-                             OfflineCacheMissError, UnsafeArchiveError, UnsupportedHandleError)
+from beam_hub.errors import (
+    DownloadError,
+    IntegrityError,
+    ModuleNotFoundAtHandleError,
+    NotASavedModelError,
+    OfflineCacheMissError,
+    UnsafeArchiveError,
+    UnsupportedHandleError,
+)
 from beam_hub.resolvers import Resolver
 
 
@@ -150,7 +157,9 @@ def test_http_404_names_the_handle(server):
     assert len(server.requests) == 1
 
 
-def test_truncated_body_is_retried_then_refused_leaving_nothing(server, one_input_tgz, monkeypatch, cache_dir):
+def test_truncated_body_is_retried_then_refused_leaving_nothing(
+    server, one_input_tgz, monkeypatch, cache_dir
+):
     monkeypatch.setenv("BEAM_HUB_DOWNLOAD_RETRIES", "1")
     url = server.add("/m", one_input_tgz, mode="truncate")
     with pytest.raises(DownloadError):
@@ -223,12 +232,20 @@ def test_progress_bar_when_asked(server, one_input_tgz, monkeypatch, capsys):
     assert "/m?tf-hub-format=compressed" in capsys.readouterr().err  # tqdm's bar, on stderr
 
 
-@pytest.mark.parametrize("handle, url", [
-    ("https://tfhub.dev/google/nnlm-en-dim50/2", "https://tfhub.dev/google/nnlm-en-dim50/2?tf-hub-format=compressed"),
-    ("https://www.kaggle.com/models/google/nnlm/TensorFlow2/en-dim50/1",
-     "https://www.kaggle.com/models/google/nnlm/TensorFlow2/en-dim50/1?tf-hub-format=compressed"),
-    ("https://example.com/files/m.tar.gz?sig=x", "https://example.com/files/m.tar.gz?sig=x"),
-])
+@pytest.mark.parametrize(
+    "handle, url",
+    [
+        (
+            "https://tfhub.dev/google/nnlm-en-dim50/2",
+            "https://tfhub.dev/google/nnlm-en-dim50/2?tf-hub-format=compressed",
+        ),
+        (
+            "https://www.kaggle.com/models/google/nnlm/TensorFlow2/en-dim50/1",
+            "https://www.kaggle.com/models/google/nnlm/TensorFlow2/en-dim50/1?tf-hub-format=compressed",
+        ),
+        ("https://example.com/files/m.tar.gz?sig=x", "https://example.com/files/m.tar.gz?sig=x"),
+    ],
+)
 def test_public_hubs_are_plain_http_handles(handle, url):
     from beam_hub.handles import parse_handle
     from beam_hub.resolvers.http import HttpResolver, download_url

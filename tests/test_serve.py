@@ -21,9 +21,24 @@ X = np.array([[1, 2, 3]], np.float32)
 
 class Served:
     def __init__(self, root: str, *extra: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "beam_hub", "serve", root, "--port", "0",
-                                      "--pack-dir", os.path.join(root, "..", "packs"), *extra],
-                                     cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "beam_hub",
+                "serve",
+                root,
+                "--port",
+                "0",
+                "--pack-dir",
+                os.path.join(root, "..", "packs"),
+                *extra,
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         assert line.startswith("Serving "), self.proc.stderr.read() if self.proc.poll() is not None else line
         self.url = line.split(" at ")[1].strip().rstrip("/")
@@ -101,7 +116,12 @@ def test_head_range_and_conditional_requests(served):
     url = served.url + "/acme/fruit/1?tf-hub-format=compressed"
     _, headers, body = get(url)
     status, h, empty = get(url, method="HEAD")
-    assert status == 200 and empty == b"" and h["Content-Length"] == str(len(body)) and h["ETag"] == headers["ETag"]
+    assert (
+        status == 200
+        and empty == b""
+        and h["Content-Length"] == str(len(body))
+        and h["ETag"] == headers["ETag"]
+    )
     status, h, part = get(url, {"Range": "bytes=100-199"})
     assert status == 206 and part == body[100:200] and h["Content-Range"] == f"bytes 100-199/{len(body)}"
     status, _, tail = get(url, {"Range": "bytes=-50"})
@@ -133,9 +153,17 @@ def raw_get(url: str, path: str) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("path", ["/../secret.txt", "/acme/../../secret.txt", "/acme/%2e%2e/%2e%2e/secret.txt",
-                                  "/acme/escape?tf-hub-format=compressed", "/acme/fruit/1/saved_model.pb",
-                                  "/acme/nothing/here"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../secret.txt",
+        "/acme/../../secret.txt",
+        "/acme/%2e%2e/%2e%2e/secret.txt",
+        "/acme/escape?tf-hub-format=compressed",
+        "/acme/fruit/1/saved_model.pb",
+        "/acme/nothing/here",
+    ],
+)
 def test_unknown_paths_and_traversal_give_404(served, path):
     response = raw_get(served.url, path)
     assert response.split(b"\r\n")[0].split()[1] in (b"404", b"400"), response[:200]

@@ -65,10 +65,15 @@ def test_export_is_a_reusable_module_that_predicts_as_trained(base, shards, tmp_
     assert float(reg()) > 0
     hub = pytest.importorskip("tensorflow_hub")
     theirs = hub.load(path)
-    np.testing.assert_allclose(theirs.signatures["default"](inputs=tf.constant(X[TEST]))["default"].numpy(), expected,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        theirs.signatures["default"](inputs=tf.constant(X[TEST]))["default"].numpy(), expected, atol=1e-6
+    )
     readme = open(f"{path}/README.md").read()
-    assert f"Fine-tuned from {base}" in readme and "validation_accuracy" in readme and "Training data: 1800" in readme
+    assert (
+        f"Fine-tuned from {base}" in readme
+        and "validation_accuracy" in readme
+        and "Training data: 1800" in readme
+    )
     # fine-tunable again: the export itself trains
     again = train(shards, FineTuneConfig(path, "x", "y", num_classes=2, epochs=1, learning_rate=0.01))
     assert again.epochs_run == 1
@@ -94,10 +99,21 @@ def test_fine_tune_and_export_in_a_pipeline(base, tmp_path):
     dest = str(tmp_path / "published")
 
     def build(p):
-        _ = (p | beam.Create(records)
-               | beam_hub.FineTuneHubModule(base, input_key="x", label_key="y", num_classes=2, epochs=30,
-                                            learning_rate=0.02, patience=5, work_dir=str(tmp_path / "work"))
-               | beam_hub.ExportHubModule(dest))
+        _ = (
+            p
+            | beam.Create(records)
+            | beam_hub.FineTuneHubModule(
+                base,
+                input_key="x",
+                label_key="y",
+                num_classes=2,
+                epochs=30,
+                learning_rate=0.02,
+                patience=5,
+                work_dir=str(tmp_path / "work"),
+            )
+            | beam_hub.ExportHubModule(dest)
+        )
 
     run_pipeline(build)
     (handle,) = glob.glob(f"{dest}/*.tar.gz")

@@ -9,7 +9,7 @@ def resolve_after_barrier(barrier, url, cache_dir, queue):
     barrier.wait(timeout=60)
     try:
         queue.put(("ok", os.getpid(), beam_hub.resolve(url, cache_dir=cache_dir)))
-    except Exception as e:  # reported to the parent
+    except Exception as e:  # noqa: BLE001 - reported to the parent
         queue.put(("error", os.getpid(), f"{type(e).__name__}: {e}"))
 
 
@@ -26,5 +26,5 @@ def resolve_tiered(barrier, url, cache_dir, local_cache_dir, queue):
         barrier.wait(timeout=60)
     try:
         queue.put(("ok", beam_hub.resolve(url, cache_dir=cache_dir, local_cache_dir=local_cache_dir)))
-    except Exception as e:  # reported to the parent
+    except Exception as e:  # noqa: BLE001 - reported to the parent
         queue.put(("error", f"{type(e).__name__}: {e}"))

@@ -6,7 +6,8 @@ import copy
 import os
 import random
 import time
-from typing import Any, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 
@@ -79,21 +80,35 @@ class ApplyHubModule(beam.PTransform):
     ) -> None:
         super().__init__()
         if min_batch_size > max_batch_size:
-            raise ValueError(f"min_batch_size ({min_batch_size}) must not exceed max_batch_size ({max_batch_size})")
+            raise ValueError(
+                f"min_batch_size ({min_batch_size}) must not exceed max_batch_size ({max_batch_size})"
+            )
         if columns is not None and (keyed or from_examples):
-            raise ValueError("columns= (columnar batches) cannot be combined with keyed=True or from_examples=True")
+            raise ValueError(
+                "columns= (columnar batches) cannot be combined with keyed=True or from_examples=True"
+            )
         self.handler = HubModelHandler(
-            handle, signature, output_key=output_key, as_dict=as_dict, from_examples=from_examples,
-            tags=tags, cache_dir=cache_dir, local_cache_dir=local_cache_dir, large_model=large_model,
+            handle,
+            signature,
+            output_key=output_key,
+            as_dict=as_dict,
+            from_examples=from_examples,
+            tags=tags,
+            cache_dir=cache_dir,
+            local_cache_dir=local_cache_dir,
+            large_model=large_model,
         )
         self._keyed = keyed
-        self._batch_kwargs = {"min_batch_size": min_batch_size, "max_batch_size": max_batch_size,
-                              **(batch_kwargs or {})}
+        self._batch_kwargs = {
+            "min_batch_size": min_batch_size,
+            "max_batch_size": max_batch_size,
+            **(batch_kwargs or {}),
+        }
         self._dead_letter = False
         self._columns = columns
         self._output_column = output_column
 
-    def with_exception_handling(self) -> "ApplyHubModule":
+    def with_exception_handling(self) -> ApplyHubModule:
         """Return a copy whose result unpacks as ``outputs, failed`` (a failed element never stops the job)."""
         clone = copy.copy(self)
         clone._dead_letter = True
@@ -109,14 +124,19 @@ class ApplyHubModule(beam.PTransform):
             if self._dead_letter:
                 raise ValueError("with_exception_handling() works per element; columnar batches fail whole")
             return pcoll | "ApplyColumns" >> beam.ParDo(
-                _ColumnarDoFn(self.handler, self._columns, self._output_column, self._batch_kwargs["max_batch_size"]))
+                _ColumnarDoFn(
+                    self.handler, self._columns, self._output_column, self._batch_kwargs["max_batch_size"]
+                )
+            )
         if _drops_finish_bundle_output(pcoll.pipeline):
             # BatchElements emits its last batch in finish_bundle, which this runner drops:
             # batch after a shuffle instead (every batch is emitted from process()).
-            batches = (pcoll
-                       | "SpreadForBatches" >> beam.Map(lambda e: (random.randrange(_SHUFFLE_KEYS), e))
-                       | "GroupForBatches" >> beam.GroupByKey()
-                       | "Batch" >> beam.FlatMap(_chunks, self._batch_kwargs["max_batch_size"]))
+            batches = (
+                pcoll
+                | "SpreadForBatches" >> beam.Map(lambda e: (random.randrange(_SHUFFLE_KEYS), e))
+                | "GroupForBatches" >> beam.GroupByKey()
+                | "Batch" >> beam.FlatMap(_chunks, self._batch_kwargs["max_batch_size"])
+            )
         else:
             batches = pcoll | "Batch" >> beam.BatchElements(**self._batch_kwargs)
         dofn = _ApplyDoFn(self.handler, keyed=self._keyed, dead_letter=self._dead_letter)
@@ -161,8 +181,9 @@ class _ApplyDoFn(beam.DoFn):
             ) from None
         return list(keys), list(values)
 
-    def _one_by_one(self, batch: list[Any], keys: list[Any] | None, values: list[Any],
-                    batch_error: Exception) -> list[Any]:
+    def _one_by_one(
+        self, batch: list[Any], keys: list[Any] | None, values: list[Any], batch_error: Exception
+    ) -> list[Any]:
         """Apply each element alone: good ones get outputs; a bad one is dead-lettered or named."""
         results: list[Any] = []
         culprit = None
@@ -173,7 +194,9 @@ class _ApplyDoFn(beam.DoFn):
                 if not self._dead_letter:
                     culprit = (element, e)
                     break
-                results.append(beam.pvalue.TaggedOutput(FAILED, FailedElement(element, str(e), type(e).__name__)))
+                results.append(
+                    beam.pvalue.TaggedOutput(FAILED, FailedElement(element, str(e), type(e).__name__))
+                )
                 continue
             results.append(output if keys is None else (keys[i], output))
         if culprit is None and not self._dead_letter:
@@ -193,8 +216,9 @@ class _ApplyDoFn(beam.DoFn):
 class _ColumnarDoFn(_ApplyDoFn):
     """Whole columnar batches in, the same batches with output columns out (see ``LoadedModule.apply_table``)."""
 
-    def __init__(self, handler: HubModelHandler, columns: str | Mapping[str, str], output_column: str,
-                 max_rows: int) -> None:
+    def __init__(
+        self, handler: HubModelHandler, columns: str | Mapping[str, str], output_column: str, max_rows: int
+    ) -> None:
         super().__init__(handler, keyed=False, dead_letter=False)
         self._columns = columns
         self._output_column = output_column
@@ -206,8 +230,9 @@ class _ColumnarDoFn(_ApplyDoFn):
         if n == 0:
             return
         start = time.perf_counter()
-        out = self._module.apply_table(batch, self._columns, self._spec, output_column=self._output_column,
-                                       max_rows=self._max_rows)
+        out = self._module.apply_table(
+            batch, self._columns, self._spec, output_column=self._output_column, max_rows=self._max_rows
+        )
         self._metrics.inferred(n, calls=-(-n // self._max_rows), msecs=(time.perf_counter() - start) * 1000)
         yield out
 

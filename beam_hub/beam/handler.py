@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
@@ -12,7 +13,6 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from beam_hub.batch import ApplySpec, LoadedModule
 from beam_hub.beam.metrics import METRICS_NAMESPACE
 from beam_hub.beam.shared_model import ModuleKey
-
 
 
 class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
@@ -43,11 +43,19 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
         model_copies: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size,
-                         large_model=large_model, model_copies=model_copies, **kwargs)
-        self._key = ModuleKey(os.fspath(handle), None if tags is None else tuple(tags),
-                              None if cache_dir is None else os.fspath(cache_dir),
-                              None if local_cache_dir is None else os.fspath(local_cache_dir))
+        super().__init__(
+            min_batch_size=min_batch_size,
+            max_batch_size=max_batch_size,
+            large_model=large_model,
+            model_copies=model_copies,
+            **kwargs,
+        )
+        self._key = ModuleKey(
+            os.fspath(handle),
+            None if tags is None else tuple(tags),
+            None if cache_dir is None else os.fspath(cache_dir),
+            None if local_cache_dir is None else os.fspath(local_cache_dir),
+        )
         self.apply_spec = ApplySpec(signature, output_key, as_dict, from_examples)
 
     @property
@@ -56,8 +64,11 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
 
     def with_cache_dirs(self, cache_dir: str | None, local_cache_dir: str | None) -> None:
         """Fill cache locations left unset (e.g. from pipeline options); set ones are kept."""
-        self._key = dataclasses.replace(self._key, cache_dir=self._key.cache_dir or cache_dir,
-                                        local_cache_dir=self._key.local_cache_dir or local_cache_dir)
+        self._key = dataclasses.replace(
+            self._key,
+            cache_dir=self._key.cache_dir or cache_dir,
+            local_cache_dir=self._key.local_cache_dir or local_cache_dir,
+        )
 
     @property
     def handle(self) -> str:
@@ -66,8 +77,9 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
     def load_model(self) -> LoadedModule:
         return self._key.load()
 
-    def run_inference(self, batch: Sequence[Any], model: LoadedModule,
-                      inference_args: Mapping[str, Any] | None = None) -> Iterable[PredictionResult]:
+    def run_inference(
+        self, batch: Sequence[Any], model: LoadedModule, inference_args: Mapping[str, Any] | None = None
+    ) -> Iterable[PredictionResult]:
         outputs = model.apply_batch(batch, self.apply_spec)
         return [PredictionResult(x, y, self._key.handle) for x, y in zip(batch, outputs)]
 

@@ -53,5 +53,10 @@ class InferenceMetrics:
         now = time.monotonic()
         if now - self._last >= self._every_s:
             self._last = now
-            log.info("%s: %d elements in %.0fs (%.0f/s) in this worker", self._handle, self._count,
-                     now - self._start, self._count / (now - self._start))
+            log.info(
+                "%s: %d elements in %.0fs (%.0f/s) in this worker",
+                self._handle,
+                self._count,
+                now - self._start,
+                self._count / (now - self._start),
+            )

@@ -9,7 +9,8 @@ batched path as ApplyHubModule. No tensorflow_hub, tf_keras or tensorflow_text n
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import RunInference
@@ -28,11 +29,15 @@ class _VectorsHandler(HubModelHandler):
         super().__init__(*args, **kwargs)
         self._images = images
 
-    def run_inference(self, batch: Sequence[Any], model: LoadedModule,
-                      inference_args: Mapping[str, Any] | None = None) -> list[list[float]]:
+    def run_inference(
+        self, batch: Sequence[Any], model: LoadedModule, inference_args: Mapping[str, Any] | None = None
+    ) -> list[list[float]]:
         if self._images:
             batch = _prepare_images(batch, model.spec(self.apply_spec))
-        return [np.asarray(row, dtype=np.float32).reshape(-1).tolist() for row in model.apply_batch(batch, self.apply_spec)]
+        return [
+            np.asarray(row, dtype=np.float32).reshape(-1).tolist()
+            for row in model.apply_batch(batch, self.apply_spec)
+        ]
 
 
 def _prepare_images(images: Sequence[Any], spec: Any) -> list[np.ndarray]:
@@ -58,8 +63,16 @@ def _prepare_images(images: Sequence[Any], spec: Any) -> list[np.ndarray]:
 class _HubEmbeddings(EmbeddingsManager):
     _images = False
 
-    def __init__(self, columns: list[str], handle: str | os.PathLike, *, signature: str | None = None,
-                 output_key: str | None = None, cache_dir: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        columns: list[str],
+        handle: str | os.PathLike,
+        *,
+        signature: str | None = None,
+        output_key: str | None = None,
+        cache_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(columns=columns, **kwargs)
         self.handle = os.fspath(handle)
         self.signature = signature
@@ -67,15 +80,24 @@ class _HubEmbeddings(EmbeddingsManager):
         self.cache_dir = cache_dir
 
     def get_model_handler(self) -> _VectorsHandler:
-        return _VectorsHandler(self.handle, self.signature, output_key=self.output_key, cache_dir=self.cache_dir,
-                               min_batch_size=self.min_batch_size, max_batch_size=self.max_batch_size,
-                               large_model=self.large_model, images=self._images)
+        return _VectorsHandler(
+            self.handle,
+            self.signature,
+            output_key=self.output_key,
+            cache_dir=self.cache_dir,
+            min_batch_size=self.min_batch_size,
+            max_batch_size=self.max_batch_size,
+            large_model=self.large_model,
+            images=self._images,
+        )
 
 
 class HubTextEmbeddings(_HubEmbeddings):
     """Replace each of ``columns`` (text) by its embedding; the default module is the built-in MiniLM."""
 
-    def __init__(self, columns: list[str], handle: str | os.PathLike = DEFAULT_TEXT_MODULE, **kwargs: Any) -> None:
+    def __init__(
+        self, columns: list[str], handle: str | os.PathLike = DEFAULT_TEXT_MODULE, **kwargs: Any
+    ) -> None:
         super().__init__(columns, handle, **kwargs)
 
     def get_ptransform_for_processing(self, **kwargs: Any) -> RunInference:

@@ -40,7 +40,9 @@ class ModuleKey:
         tags = None if self.tags is None else list(self.tags)
         with _registry_lock:
             _loads[self.tag] = _loads.get(self.tag, 0) + 1
-        return LoadedModule(load(self.handle, tags=tags, cache_dir=self.cache_dir, local_cache_dir=self.local_cache_dir))
+        return LoadedModule(
+            load(self.handle, tags=tags, cache_dir=self.cache_dir, local_cache_dir=self.local_cache_dir)
+        )
 
 
 @dataclass

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from beam_hub.cache.tiered import TieredCache
 
 
-def open_cache(cache_dir: str | os.PathLike | None = None,
-               local_cache_dir: str | os.PathLike | None = None) -> LocalCache | TieredCache:
+def open_cache(
+    cache_dir: str | os.PathLike | None = None, local_cache_dir: str | os.PathLike | None = None
+) -> LocalCache | TieredCache:
     """The cache for ``cache_dir`` (argument, else TFHUB_CACHE_DIR, else ~/.cache/beam_hub).
 
     A remote ``cache_dir`` (gs://bucket/prefix or any fsspec URL) becomes a shared tier in front of
@@ -37,5 +38,13 @@ def open_cache(cache_dir: str | os.PathLike | None = None,
     return LocalCache(local_path(chosen) if chosen else None)
 
 
-__all__ = ["MANIFEST_NAME", "EntryInfo", "Filled", "LocalCache", "Manifest", "ModuleCache", "cache_key",
-           "open_cache"]
+__all__ = [
+    "MANIFEST_NAME",
+    "EntryInfo",
+    "Filled",
+    "LocalCache",
+    "Manifest",
+    "ModuleCache",
+    "cache_key",
+    "open_cache",
+]

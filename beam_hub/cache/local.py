@@ -23,13 +23,13 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import filelock
 
 from beam_hub import settings
-from beam_hub.cache.base import Fill, Filled, cache_key
+from beam_hub.cache.base import Fill, cache_key
 from beam_hub.cache.manifest import MANIFEST_NAME, Manifest
 from beam_hub.errors import CacheError, OfflineCacheMissError
 from beam_hub.savedmodel import require_saved_model_dir, structural_problems
@@ -55,7 +55,9 @@ class LocalCache:
     """A directory of resolved modules, safe for many processes at once."""
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
-        self.root = os.path.abspath(os.path.expanduser(os.fspath(root))) if root else settings.default_cache_dir()
+        self.root = (
+            os.path.abspath(os.path.expanduser(os.fspath(root))) if root else settings.default_cache_dir()
+        )
 
     def __repr__(self) -> str:
         return f"LocalCache({self.root!r})"
@@ -87,7 +89,9 @@ class LocalCache:
 
     # -- lookups -------------------------------------------------------------
 
-    def _problems(self, path: str, accept: Callable[[Manifest], bool] | None = None) -> tuple[Manifest | None, list[str]]:
+    def _problems(
+        self, path: str, accept: Callable[[Manifest], bool] | None = None
+    ) -> tuple[Manifest | None, list[str]]:
         manifest = Manifest.read(path)
         if manifest is not None:
             if accept is not None and not accept(manifest):
@@ -118,7 +122,9 @@ class LocalCache:
         try:
             with lock.acquire(timeout=0):
                 if Manifest.read(path) is None and not structural_problems(path):
-                    Manifest.build(path, handle, source="adopted from an existing cache entry", adopted=True).write(path)
+                    Manifest.build(
+                        path, handle, source="adopted from an existing cache entry", adopted=True
+                    ).write(path)
                     log.info("Adopted existing cache entry %s for %s", path, handle)
         except filelock.Timeout:
             pass
@@ -161,8 +167,14 @@ class LocalCache:
         finally:
             lock.release()
 
-    def fetch(self, handle: str, fill: Fill, *, network: bool = True,
-              accept: Callable[[Manifest], bool] | None = None) -> str:
+    def fetch(
+        self,
+        handle: str,
+        fill: Fill,
+        *,
+        network: bool = True,
+        accept: Callable[[Manifest], bool] | None = None,
+    ) -> str:
         """Return the entry for ``handle``, calling ``fill(staging_dir)`` once to create it if needed.
 
         Exactly one process fills an entry at a time; the others wait and reuse it. The entry is
@@ -188,7 +200,9 @@ class LocalCache:
                     return self.get(handle, accept) or path
                 log.warning(
                     "Cache entry %s for %s cannot be used (%s); fetching it again.",
-                    path, handle, "; ".join(problems[:5]),
+                    path,
+                    handle,
+                    "; ".join(problems[:5]),
                 )
                 self._discard(path)
             self._clean_staging(cache_key(handle))
@@ -198,8 +212,11 @@ class LocalCache:
                 filled = fill(staging)
                 require_saved_model_dir(filled.root, handle)
                 extra = {"source": filled.source, "archive_sha256": filled.archive_sha256}
-                manifest = (Manifest(handle, dict(filled.files), **extra) if filled.files is not None
-                            else Manifest.build(filled.root, handle, **extra))
+                manifest = (
+                    Manifest(handle, dict(filled.files), **extra)
+                    if filled.files is not None
+                    else Manifest.build(filled.root, handle, **extra)
+                )
                 manifest.write(filled.root)
                 self._write_descriptor(handle, path)
                 os.rename(filled.root, path)
@@ -293,7 +310,7 @@ def _descriptor_handle(path: str) -> str | None:
             first = f.readline()
     except OSError:
         return None
-    return first[len("Module: "):].strip() if first.startswith("Module: ") else None
+    return first[len("Module: ") :].strip() if first.startswith("Module: ") else None
 
 
 def _tree_size(path: str) -> int:

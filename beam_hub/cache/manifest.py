@@ -9,7 +9,14 @@ import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from beam_hub.files import MANIFEST_NAME, PRIVATE_FILES, FileRecord, FileRecords, file_sha256, records_from_json
+from beam_hub.files import (
+    MANIFEST_NAME,
+    PRIVATE_FILES,
+    FileRecord,
+    FileRecords,
+    file_sha256,
+    records_from_json,
+)
 
 
 @dataclass
@@ -27,7 +34,7 @@ class Manifest:
         return sum(f.size for f in self.files.values())
 
     @classmethod
-    def build(cls, module_dir: str, handle: str, **extra) -> "Manifest":
+    def build(cls, module_dir: str, handle: str, **extra) -> Manifest:
         files = {}
         for root, _dirs, names in os.walk(module_dir):
             for name in names:
@@ -42,7 +49,7 @@ class Manifest:
         return asdict(self)  # FileRecords become {"size": ..., "sha256": ...}
 
     @classmethod
-    def from_json(cls, data: Any) -> "Manifest":
+    def from_json(cls, data: Any) -> Manifest:
         """A manifest from its JSON form; ValueError when it is not one."""
         if not isinstance(data, dict) or not {"handle", "files"} <= set(data):
             raise ValueError("not a beam-hub manifest")
@@ -63,7 +70,7 @@ class Manifest:
         os.replace(tmp, path)
 
     @classmethod
-    def read(cls, module_dir: str) -> "Manifest | None":
+    def read(cls, module_dir: str) -> Manifest | None:
         """The entry's manifest, or None when it has none or it is unreadable."""
         try:
             with open(os.path.join(module_dir, MANIFEST_NAME), encoding="utf-8") as f:

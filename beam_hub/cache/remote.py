@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 import fsspec
 
@@ -63,7 +63,9 @@ class RemoteCache:
         except FileNotFoundError:
             return None
         except ValueError:
-            log.warning("Remote cache marker %s/%s is unreadable; treating the entry as damaged", self.url, key)
+            log.warning(
+                "Remote cache marker %s/%s is unreadable; treating the entry as damaged", self.url, key
+            )
             self._discard(key)
             return None
 
@@ -88,9 +90,14 @@ class RemoteCache:
         got = Manifest.build(target, manifest.handle)
         if got.files != manifest.files:
             bad = sorted(set(manifest.files) ^ set(got.files)) or sorted(
-                rel for rel in manifest.files if got.files.get(rel) != manifest.files[rel])
-            log.warning("Remote cache entry %s/%s does not match its manifest (%s); rebuilding it",
-                        self.url, key, ", ".join(bad[:5]))
+                rel for rel in manifest.files if got.files.get(rel) != manifest.files[rel]
+            )
+            log.warning(
+                "Remote cache entry %s/%s does not match its manifest (%s); rebuilding it",
+                self.url,
+                key,
+                ", ".join(bad[:5]),
+            )
             self._discard(key)
             return None
         return manifest
@@ -176,8 +183,13 @@ class RemoteCache:
     def _take_over_if_stale(self, key: str) -> None:
         record = self._read_lock(key)
         if record is not None and time.time() - float(record.get("heartbeat", 0)) > self.lock_ttl:
-            log.warning("Remote cache lock on %s/%s held by %s has no heartbeat for %.0fs; taking it over",
-                        self.url, key, record.get("owner"), time.time() - float(record.get("heartbeat", 0)))
+            log.warning(
+                "Remote cache lock on %s/%s held by %s has no heartbeat for %.0fs; taking it over",
+                self.url,
+                key,
+                record.get("owner"),
+                time.time() - float(record.get("heartbeat", 0)),
+            )
             try:
                 self.fs.rm(self._lock(key))
             except FileNotFoundError:
@@ -195,6 +207,10 @@ class RemoteCache:
 def warn_once(url: str, error: BaseException) -> None:
     if url not in _warned:
         _warned.add(url)
-        log.warning("The shared module cache %s cannot be used (%s: %s); fetching from the origin with the "
-                    "local cache only. Check the bucket exists and the workers may read and write it.",
-                    url, type(error).__name__, error)
+        log.warning(
+            "The shared module cache %s cannot be used (%s: %s); fetching from the origin with the "
+            "local cache only. Check the bucket exists and the workers may read and write it.",
+            url,
+            type(error).__name__,
+            error,
+        )

@@ -65,8 +65,9 @@ class TieredCache:
     def fetch(self, handle: str, fill: Fill, *, network: bool = True, accept: Accept | None = None) -> str:
         if settings.offline():  # the shared tier is the network too
             return self.local.fetch(handle, fill, network=network, accept=accept)
-        return self.local.fetch(handle, lambda staging: self._fill(handle, fill, staging), network=network,
-                                accept=accept)
+        return self.local.fetch(
+            handle, lambda staging: self._fill(handle, fill, staging), network=network, accept=accept
+        )
 
     def _fill(self, handle: str, fill: Fill, staging: str) -> Filled:
         """Called under the local lock: copy from the shared tier, or fetch from the origin once."""
@@ -83,7 +84,7 @@ class TieredCache:
             if self.remote.run_once(key, lambda: self._share(key, handle, origin())):
                 return origin()
             hit = self._copy_shared(key, handle, staging)  # another process fetched it meanwhile
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if origin.error is not None:
                 raise
             warn_once(self.remote.url, e)
@@ -98,8 +99,12 @@ class TieredCache:
         if manifest is None:
             return None
         log.info("Copied %s from the shared cache %s", handle, self.remote.url)
-        return Filled(root=target, source=manifest.source, archive_sha256=manifest.archive_sha256,
-                      files=dict(manifest.files))
+        return Filled(
+            root=target,
+            source=manifest.source,
+            archive_sha256=manifest.archive_sha256,
+            files=dict(manifest.files),
+        )
 
     def _share(self, key: str, handle: str, filled: Filled) -> None:
         files = filled.files if filled.files is not None else Manifest.build(filled.root, handle).files

@@ -11,15 +11,30 @@ from beam_hub.resolvers.base import Resolver
 from beam_hub.resolvers.builtin import BuiltinResolver
 from beam_hub.resolvers.http import HttpResolver
 from beam_hub.resolvers.path import LocalDirResolver
-from beam_hub.resolvers.registry import register_resolver, registered_resolvers, resolve_in, unregister_resolver
+from beam_hub.resolvers.registry import (
+    register_resolver,
+    registered_resolvers,
+    resolve_in,
+    unregister_resolver,
+)
 from beam_hub.resolvers.remote_dir import RemoteDirResolver
 
-for _builtin in (BuiltinResolver(), HttpResolver(), ArchiveResolver(), LocalDirResolver(), RemoteDirResolver()):
+for _builtin in (
+    BuiltinResolver(),
+    HttpResolver(),
+    ArchiveResolver(),
+    LocalDirResolver(),
+    RemoteDirResolver(),
+):
     register_resolver(_builtin, first=False)
 
 
-def resolve(handle: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
-            local_cache_dir: str | os.PathLike | None = None) -> str:
+def resolve(
+    handle: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    local_cache_dir: str | os.PathLike | None = None,
+) -> str:
     """Return a local directory holding the module ``handle`` points at.
 
     Handles: a local directory or ``file://`` URL (used in place); a ``.tar.gz``/``.tgz``/``.tar``
@@ -33,4 +48,11 @@ def resolve(handle: str | os.PathLike, *, cache_dir: str | os.PathLike | None = 
     return resolve_in(parse_handle(handle), open_cache(cache_dir, local_cache_dir))
 
 
-__all__ = ["Resolver", "register_resolver", "registered_resolvers", "resolve", "resolve_in", "unregister_resolver"]
+__all__ = [
+    "Resolver",
+    "register_resolver",
+    "registered_resolvers",
+    "resolve",
+    "resolve_in",
+    "unregister_resolver",
+]

@@ -25,7 +25,7 @@ def _finish(extracted: ExtractedFiles, target: str, handle: Handle, source: str)
         )
     root = hoist_single_root(target, is_saved_model_dir)
     prefix = "" if root == target else os.path.relpath(root, target).replace(os.sep, "/") + "/"
-    files = {rel[len(prefix):]: meta for rel, meta in extracted.files.items() if rel.startswith(prefix)}
+    files = {rel[len(prefix) :]: meta for rel, meta in extracted.files.items() if rel.startswith(prefix)}
     return Filled(root=root, source=source, archive_sha256=extracted.archive_sha256, files=files)
 
 
@@ -66,7 +66,9 @@ class ArchiveResolver(Resolver):
     def __call__(self, handle: Handle, cache: ModuleCache) -> str:
         if handle.is_local:
             if not os.path.isfile(handle.location):
-                raise ModuleNotFoundAtHandleError(f"Module handle {handle.raw!r}: {handle.location} is not a file.")
+                raise ModuleNotFoundAtHandleError(
+                    f"Module handle {handle.raw!r}: {handle.location} is not a file."
+                )
 
             def fill(staging: str) -> Filled:
                 return extract_local(handle.location, staging, handle)

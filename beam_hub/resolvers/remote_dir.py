@@ -27,7 +27,9 @@ class RemoteDirResolver(Resolver):
             fs, path = fsspec.core.url_to_fs(handle.location)
             path = path.rstrip("/")
             if not fs.isdir(path):
-                raise ModuleNotFoundAtHandleError(f"Module handle {handle.raw!r}: no directory at {handle.location}.")
+                raise ModuleNotFoundAtHandleError(
+                    f"Module handle {handle.raw!r}: no directory at {handle.location}."
+                )
             names = {os.path.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)}
             if not names & set(SAVED_MODEL_FILES):
                 raise NotASavedModelError(

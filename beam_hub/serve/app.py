@@ -23,10 +23,14 @@ UNCOMPRESSED_BASE = web.AppKey("uncompressed_base", str)
 SPECS = web.AppKey("specs", dict)
 
 
-def create_app(root: str, *, pack_dir: str | None = None, uncompressed_base: str | None = None) -> web.Application:
+def create_app(
+    root: str, *, pack_dir: str | None = None, uncompressed_base: str | None = None
+) -> web.Application:
     """Serve every module under ``root`` at the URL path of its directory (or ``<path>.tar.gz``)."""
     if not os.path.isdir(root):
-        raise NotADirectoryError(f"{root} is not a directory; `beam-hub serve` takes the folder holding the modules")
+        raise NotADirectoryError(
+            f"{root} is not a directory; `beam-hub serve` takes the folder holding the modules"
+        )
     app = web.Application()
     app[STORE] = ModuleStore(root, pack_dir or os.path.join(tempfile.gettempdir(), "beam_hub_serve_packs"))
     app[UNCOMPRESSED_BASE] = (uncompressed_base or "").rstrip("/")
@@ -51,7 +55,9 @@ async def _module(request: web.Request) -> web.StreamResponse:
     path = request.match_info["path"]
     module = store.find(path)
     if module is None:
-        return web.Response(status=404, text=f"No module at /{path.strip('/')}. The list of modules is at /.\n")
+        return web.Response(
+            status=404, text=f"No module at /{path.strip('/')}. The list of modules is at /.\n"
+        )
     formats = [f.strip() for f in request.query.get("tf-hub-format", "").split(",") if f.strip()]
     if not formats:
         return await _page(request, module)
@@ -61,18 +67,28 @@ async def _module(request: web.Request) -> web.StreamResponse:
     if "uncompressed" in formats:
         base = request.app[UNCOMPRESSED_BASE]
         if not base:
-            return web.Response(status=406, text="This server has no uncompressed mirror (start it with "
-                                                 "--uncompressed-base); ask for tf-hub-format=compressed.\n")
+            return web.Response(
+                status=406,
+                text="This server has no uncompressed mirror (start it with "
+                "--uncompressed-base); ask for tf-hub-format=compressed.\n",
+            )
         location = f"{base}/{module.path}"
         return web.Response(status=303, text=location, headers={"Location": location})
-    return web.Response(status=400, text=f"Unknown tf-hub-format {formats}; this server offers "
-                                         "'compressed' and, with a mirror, 'uncompressed'.\n")
+    return web.Response(
+        status=400,
+        text=f"Unknown tf-hub-format {formats}; this server offers "
+        "'compressed' and, with a mirror, 'uncompressed'.\n",
+    )
 
 
 async def _send_archive(request: web.Request, archive: Archive) -> web.StreamResponse:
     etag = f'"{archive.sha256}"'
-    headers = {"ETag": etag, "Accept-Ranges": "bytes", "Content-Type": "application/x-gzip",
-               "Last-Modified": email.utils.formatdate(archive.mtime, usegmt=True)}
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Content-Type": "application/x-gzip",
+        "Last-Modified": email.utils.formatdate(archive.mtime, usegmt=True),
+    }
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         return web.Response(status=304, headers=headers)
     start, end = 0, archive.size - 1
@@ -88,7 +104,9 @@ async def _send_archive(request: web.Request, archive: Archive) -> web.StreamRes
             else:  # a suffix: the last N bytes
                 start = max(0, archive.size - int(last))
             if start > end or start >= archive.size:
-                return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{archive.size}"})
+                return web.Response(
+                    status=416, headers={**headers, "Content-Range": f"bytes */{archive.size}"}
+                )
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{archive.size}"
     response = web.StreamResponse(status=status, headers=headers)
@@ -120,10 +138,14 @@ async def _page(request: web.Request, module: Module) -> web.Response:
             readme = f.read()
     signatures, error = await loop.run_in_executor(None, _signatures, request.app, module, archive)
     url = f"{_base_url(request)}/{module.path}"
-    return web.Response(text=module_page(module, url, archive, readme, signatures, error), content_type="text/html")
+    return web.Response(
+        text=module_page(module, url, archive, readme, signatures, error), content_type="text/html"
+    )
 
 
-def _signatures(app: web.Application, module: Module, archive: Archive) -> tuple[dict[str, Any] | None, str | None]:
+def _signatures(
+    app: web.Application, module: Module, archive: Archive
+) -> tuple[dict[str, Any] | None, str | None]:
     """The module's signature specs, loaded once per archive digest (imports TensorFlow)."""
     cache = app[SPECS]
     if archive.sha256 not in cache:
@@ -136,8 +158,15 @@ def _signatures(app: web.Application, module: Module, archive: Archive) -> tuple
     return cache[archive.sha256]
 
 
-def serve(root: str, host: str = "127.0.0.1", port: int = 8080, *, uncompressed_base: str | None = None,
-          pack_dir: str | None = None, ready=print) -> None:
+def serve(
+    root: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    uncompressed_base: str | None = None,
+    pack_dir: str | None = None,
+    ready=print,
+) -> None:
     """Run the server until interrupted; ``ready`` gets one line with the URL once it listens."""
     logging.basicConfig(format="%(asctime)s %(message)s")
     log.setLevel(logging.INFO)  # one line per request, whatever the root logger's level

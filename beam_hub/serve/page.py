@@ -7,24 +7,37 @@ from typing import Any
 
 from beam_hub.serve.store import Archive, Module
 
-_STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}"
-          "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}"
-          "pre{background:#f5f5f5;padding:.8rem;overflow-x:auto}code{background:#f5f5f5}")
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}"
+    "pre{background:#f5f5f5;padding:.8rem;overflow-x:auto}code{background:#f5f5f5}"
+)
 
 
 def _doc(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>{body}</body></html>")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>{body}</body></html>"
+    )
 
 
 def index_page(modules: list[Module], base_url: str) -> str:
     rows = "".join(f"<li><a href='/{html.escape(m.path)}'>{html.escape(m.path)}</a></li>" for m in modules)
-    return _doc("Modules", f"<h1>Modules</h1><p>{len(modules)} modules served from {html.escape(base_url)}</p>"
-                           f"<ul>{rows or '<li>none yet</li>'}</ul>")
+    return _doc(
+        "Modules",
+        f"<h1>Modules</h1><p>{len(modules)} modules served from {html.escape(base_url)}</p>"
+        f"<ul>{rows or '<li>none yet</li>'}</ul>",
+    )
 
 
-def module_page(module: Module, url: str, archive: Archive, readme: str | None,
-                signatures: dict[str, Any] | None, error: str | None) -> str:
+def module_page(
+    module: Module,
+    url: str,
+    archive: Archive,
+    readme: str | None,
+    signatures: dict[str, Any] | None,
+    error: str | None,
+) -> str:
     parts = [f"<h1>{html.escape(module.path)}</h1>", f"<p>Handle: <code>{html.escape(url)}</code></p>"]
     if readme:
         parts.append(f"<h2>README</h2><pre>{html.escape(readme)}</pre>")
@@ -33,7 +46,8 @@ def module_page(module: Module, url: str, archive: Archive, readme: str | None,
         rows = "".join(
             f"<tr><td>{html.escape(name)}</td><td>{html.escape(', '.join(str(i) for i in spec.inputs.values()))}</td>"
             f"<td>{html.escape(', '.join(str(o) for o in spec.outputs.values()))}</td></tr>"
-            for name, spec in sorted(signatures.items()))
+            for name, spec in sorted(signatures.items())
+        )
         parts.append(f"<table><tr><th>name</th><th>inputs</th><th>outputs</th></tr>{rows}</table>")
     else:
         parts.append(f"<p>Not available: {html.escape(error or 'the module did not load')}</p>")
@@ -41,9 +55,12 @@ def module_page(module: Module, url: str, archive: Archive, readme: str | None,
         "<h2>Download</h2><table>"
         f"<tr><td>archive</td><td><a href='?tf-hub-format=compressed'>{html.escape(module.path)}.tar.gz</a></td></tr>"
         f"<tr><td>size</td><td>{archive.size:,} bytes</td></tr>"
-        f"<tr><td>sha256</td><td><code>{archive.sha256}</code></td></tr></table>")
-    usage = (f"import beam_hub\n\nmodule = beam_hub.load({url!r})\noutputs = module(inputs)\n\n"
-             f"# in a Beam pipeline\npcoll | beam_hub.ApplyHubModule({url!r})\n\n"
-             f"# tensorflow_hub reads the same URL\nimport tensorflow_hub as hub\nhub.load({url!r})")
+        f"<tr><td>sha256</td><td><code>{archive.sha256}</code></td></tr></table>"
+    )
+    usage = (
+        f"import beam_hub\n\nmodule = beam_hub.load({url!r})\noutputs = module(inputs)\n\n"
+        f"# in a Beam pipeline\npcoll | beam_hub.ApplyHubModule({url!r})\n\n"
+        f"# tensorflow_hub reads the same URL\nimport tensorflow_hub as hub\nhub.load({url!r})"
+    )
     parts.append(f"<h2>Use</h2><pre>{html.escape(usage)}</pre>")
     return _doc(module.path, "".join(parts))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -65,8 +66,9 @@ class _Dense(tf.Module):
 class FineTunedModule(tf.Module):
     """The base module with the head on top: itself a reusable, fine-tunable hub module."""
 
-    def __init__(self, base: Any, call_spec: CallSpec, head: Any, input_spec: tf.TensorSpec,
-                 classification: bool) -> None:
+    def __init__(
+        self, base: Any, call_spec: CallSpec, head: Any, input_spec: tf.TensorSpec, classification: bool
+    ) -> None:
         super().__init__(name="fine_tuned")
         self.base = base
         self._base_call = call_spec  # how to call base.__call__ (with training= only if it takes it)
@@ -123,16 +125,22 @@ def _adam(variables: Sequence[tf.Variable], lr: float):
 
 def _check_trainable(module: HubModule) -> tuple[CallSpec, tf.TensorSpec]:
     if module.is_tf1_format:
-        raise FineTuneError(f"{module.handle} is in the TF1 Hub format: it has signatures only and cannot be fine-tuned.")
+        raise FineTuneError(
+            f"{module.handle} is in the TF1 Hub format: it has signatures only and cannot be fine-tuned."
+        )
     call = module.call_spec
     if call is None:
-        raise FineTuneError(f"{module.handle} has no __call__ (signatures only): it cannot be fine-tuned. "
-                            "Fine-tuning needs the Reusable SavedModel API: __call__(x, training=...).")
+        raise FineTuneError(
+            f"{module.handle} has no __call__ (signatures only): it cannot be fine-tuned. "
+            "Fine-tuning needs the Reusable SavedModel API: __call__(x, training=...)."
+        )
     if not module.trainable_variables:
         raise FineTuneError(f"{module.handle} has no trainable variables: there is nothing to fine-tune.")
     if call.takes_dict or len(call.signature.inputs) != 1:
-        raise FineTuneError(f"{module.handle}: __call__ takes {call.signature.describe_inputs()}; fine-tuning "
-                            "needs a module whose __call__ takes one tensor.")
+        raise FineTuneError(
+            f"{module.handle}: __call__ takes {call.signature.describe_inputs()}; fine-tuning "
+            "needs a module whose __call__ takes one tensor."
+        )
     (info,) = call.signature.inputs.values()
     return call, tf.TensorSpec(info.shape, info.dtype)
 
@@ -187,8 +195,11 @@ def train(files: Sequence[str], config: FineTuneConfig) -> TrainResult:
     example = next(iter(train_ds.batch(2)))[0]
     features = features_of(example, False)
     width = int(features.shape[-1])
-    head = (_Dense(width, config.num_classes if classification else 1, config.seed)
-            if config.head in ("classification", "regression") else config.head)
+    head = (
+        _Dense(width, config.num_classes if classification else 1, config.seed)
+        if config.head in ("classification", "regression")
+        else config.head
+    )
     head(features)  # builds Keras layers
     base_vars = list(module.trainable_variables) if config.train_base else []
     variables = base_vars + list(head.trainable_variables)
@@ -197,7 +208,9 @@ def train(files: Sequence[str], config: FineTuneConfig) -> TrainResult:
 
     def loss_fn(y_true, out):
         if classification:
-            return tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y_true, out, from_logits=True))
+            return tf.reduce_mean(
+                tf.keras.losses.sparse_categorical_crossentropy(y_true, out, from_logits=True)
+            )
         return tf.reduce_mean(tf.square(tf.squeeze(out, -1) - y_true))
 
     @tf.function
@@ -253,17 +266,34 @@ def export(result: TrainResult, config: FineTuneConfig, dest: str) -> str:
     params = {k: v for k, v in asdict(config).items() if k not in ("head", "cache_dir")}
     params["head"] = config.head if isinstance(config.head, str) else type(config.head).__name__
     readme = [
-        f"# Fine-tuned from {config.handle}", "",
+        f"# Fine-tuned from {config.handle}",
+        "",
         f"A {config.task} head on top of `{config.handle}`, trained together with it"
-        + ("" if config.train_base else " (base frozen)") + ".", "",
+        + ("" if config.train_base else " (base frozen)")
+        + ".",
+        "",
         "- Signature `default`: input `inputs`, output `default` ("
-        + ("class probabilities" if config.task == "classification" else "the predicted value") + ").",
-        "- `__call__(inputs, training=False)`, `variables`, `trainable_variables`, `regularization_losses`"
-        " (the Reusable SavedModel API): it can be fine-tuned again.", "",
-        f"Training data: {result.train_examples} examples, validation: {result.validation_examples}; "
-        f"{result.epochs_run} epochs.", "", "Validation metrics:", "",
-        *[f"- {k}: {v:.4f}" for k, v in sorted(result.metrics.items())], "", "Parameters:", "",
-        "```json", json.dumps(params, indent=1, sort_keys=True), "```",
+        + ("class probabilities" if config.task == "classification" else "the predicted value")
+        + ").",
+        (
+            "- `__call__(inputs, training=False)`, `variables`, `trainable_variables`, `regularization_losses`"
+            " (the Reusable SavedModel API): it can be fine-tuned again."
+        ),
+        "",
+        (
+            f"Training data: {result.train_examples} examples, validation: {result.validation_examples}; "
+            f"{result.epochs_run} epochs."
+        ),
+        "",
+        "Validation metrics:",
+        "",
+        *[f"- {k}: {v:.4f}" for k, v in sorted(result.metrics.items())],
+        "",
+        "Parameters:",
+        "",
+        "```json",
+        json.dumps(params, indent=1, sort_keys=True),
+        "```",
     ]
     with open(os.path.join(dest, "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(readme) + "\n")

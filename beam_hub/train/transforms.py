@@ -27,25 +27,55 @@ class FineTuneHubModule(beam.PTransform):
     split. The result is itself a reusable hub module with a README.md of how it was made.
     """
 
-    def __init__(self, handle: str | os.PathLike, *, input_key: str, label_key: str, head: Any = "classification",
-                 num_classes: int | None = None, epochs: int = 10, batch_size: int = 32,
-                 learning_rate: float = 1e-4, validation_fraction: float = 0.1, patience: int = 2,
-                 train_base: bool = True, seed: int = 0, work_dir: str | None = None,
-                 cache_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        handle: str | os.PathLike,
+        *,
+        input_key: str,
+        label_key: str,
+        head: Any = "classification",
+        num_classes: int | None = None,
+        epochs: int = 10,
+        batch_size: int = 32,
+        learning_rate: float = 1e-4,
+        validation_fraction: float = 0.1,
+        patience: int = 2,
+        train_base: bool = True,
+        seed: int = 0,
+        work_dir: str | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
         super().__init__()
-        self.config = FineTuneConfig(os.fspath(handle), input_key, label_key, head, num_classes, epochs, batch_size,
-                                     learning_rate, validation_fraction, patience, train_base, seed, cache_dir)
+        self.config = FineTuneConfig(
+            os.fspath(handle),
+            input_key,
+            label_key,
+            head,
+            num_classes,
+            epochs,
+            batch_size,
+            learning_rate,
+            validation_fraction,
+            patience,
+            train_base,
+            seed,
+            cache_dir,
+        )
         self.work_dir = work_dir
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         work = self.work_dir or tempfile.mkdtemp(prefix="beam-hub-finetune-")
-        shards = (records
-                  | "ToExamples" >> beam.Map(_training_example, self.config.input_key, self.config.label_key)
-                  | "WriteShards" >> beam.io.WriteToTFRecord(os.path.join(work, "data", "train"),
-                                                            file_name_suffix=".tfrecord"))
-        return (shards
-                | "AllShards" >> beam.combiners.ToList()
-                | "Train" >> beam.Map(_train_and_export, self.config, work))
+        shards = (
+            records
+            | "ToExamples" >> beam.Map(_training_example, self.config.input_key, self.config.label_key)
+            | "WriteShards"
+            >> beam.io.WriteToTFRecord(os.path.join(work, "data", "train"), file_name_suffix=".tfrecord")
+        )
+        return (
+            shards
+            | "AllShards" >> beam.combiners.ToList()
+            | "Train" >> beam.Map(_train_and_export, self.config, work)
+        )
 
 
 def _training_example(record: dict[str, Any], input_key: str, label_key: str) -> bytes:
@@ -66,7 +96,9 @@ class ExportHubModule(beam.PTransform):
     """Module directories in, published handles out: packed reproducibly, published to ``dest``
     (with ``fingerprint`` recorded beside the version, see ``beam_hub.publish``)."""
 
-    def __init__(self, dest: str, version: int | str | None = None, *, fingerprint: str | None = None) -> None:
+    def __init__(
+        self, dest: str, version: int | str | None = None, *, fingerprint: str | None = None
+    ) -> None:
         super().__init__()
         self.dest = dest
         self.version = version

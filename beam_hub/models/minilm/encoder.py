@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -12,8 +12,16 @@ import tensorflow as tf
 class BertEncoder(tf.Module):
     """BERT (post-LayerNorm, erf GELU) from a HuggingFace BertModel state dict, as numpy arrays."""
 
-    def __init__(self, weights: Mapping[str, np.ndarray], *, layers: int, heads: int, eps: float = 1e-12,
-                 dropout: float = 0.1, name: str | None = None) -> None:
+    def __init__(
+        self,
+        weights: Mapping[str, np.ndarray],
+        *,
+        layers: int,
+        heads: int,
+        eps: float = 1e-12,
+        dropout: float = 0.1,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name=name)
         self.heads = heads
         self.eps = eps
@@ -30,16 +38,24 @@ class BertEncoder(tf.Module):
         self.layers = []
         for i in range(layers):
             p = f"encoder.layer.{i}."
-            self.layers.append({
-                "q": (var(p + "attention.self.query.weight", True), var(p + "attention.self.query.bias")),
-                "k": (var(p + "attention.self.key.weight", True), var(p + "attention.self.key.bias")),
-                "v": (var(p + "attention.self.value.weight", True), var(p + "attention.self.value.bias")),
-                "o": (var(p + "attention.output.dense.weight", True), var(p + "attention.output.dense.bias")),
-                "ln1": (var(p + "attention.output.LayerNorm.weight"), var(p + "attention.output.LayerNorm.bias")),
-                "i": (var(p + "intermediate.dense.weight", True), var(p + "intermediate.dense.bias")),
-                "out": (var(p + "output.dense.weight", True), var(p + "output.dense.bias")),
-                "ln2": (var(p + "output.LayerNorm.weight"), var(p + "output.LayerNorm.bias")),
-            })
+            self.layers.append(
+                {
+                    "q": (var(p + "attention.self.query.weight", True), var(p + "attention.self.query.bias")),
+                    "k": (var(p + "attention.self.key.weight", True), var(p + "attention.self.key.bias")),
+                    "v": (var(p + "attention.self.value.weight", True), var(p + "attention.self.value.bias")),
+                    "o": (
+                        var(p + "attention.output.dense.weight", True),
+                        var(p + "attention.output.dense.bias"),
+                    ),
+                    "ln1": (
+                        var(p + "attention.output.LayerNorm.weight"),
+                        var(p + "attention.output.LayerNorm.bias"),
+                    ),
+                    "i": (var(p + "intermediate.dense.weight", True), var(p + "intermediate.dense.bias")),
+                    "out": (var(p + "output.dense.weight", True), var(p + "output.dense.bias")),
+                    "ln2": (var(p + "output.LayerNorm.weight"), var(p + "output.LayerNorm.bias")),
+                }
+            )
 
     def _ln(self, x: tf.Tensor, params: tuple[tf.Variable, tf.Variable]) -> tf.Tensor:
         mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)

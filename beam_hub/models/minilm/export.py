@@ -34,8 +34,12 @@ class MiniLM(tf.Module):
         self.encoder = encoder
         self.regularization_losses: list = []
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences"),
-                                  tf.TensorSpec([], tf.bool, name="training")])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="sentences"),
+            tf.TensorSpec([], tf.bool, name="training"),
+        ]
+    )
     def __call__(self, sentences: tf.Tensor, training=False) -> tf.Tensor:
         ids, mask = self.tokenizer.tokenize(sentences)
         return self._encode_by_length(ids, mask, training)
@@ -53,16 +57,21 @@ class MiniLM(tf.Module):
         dim = self.encoder.word.shape[1]
 
         def body(i, out):
-            rows = order[i * CHUNK:(i + 1) * CHUNK]
+            rows = order[i * CHUNK : (i + 1) * CHUNK]
             width = tf.reduce_max(tf.gather(lengths, rows))
             sub_ids = tf.gather(ids, rows)[:, :width]
             sub_mask = tf.gather(mask, rows)[:, :width]
             pooled = mean_pool_normalize(self.encoder.encode(sub_ids, sub_mask, training), sub_mask)
             return i + 1, out.write(i, pooled)
 
-        _, out = tf.while_loop(lambda i, out: i < chunks, body,
-                               (tf.constant(0), tf.TensorArray(tf.float32, size=chunks, infer_shape=False,
-                                                               element_shape=[None, dim])))
+        _, out = tf.while_loop(
+            lambda i, out: i < chunks,
+            body,
+            (
+                tf.constant(0),
+                tf.TensorArray(tf.float32, size=chunks, infer_shape=False, element_shape=[None, dim]),
+            ),
+        )
         sorted_out = tf.reshape(out.concat(), [-1, dim])
         return tf.scatter_nd(order[:, None], sorted_out, [n, dim])
 
@@ -109,11 +118,18 @@ def build(dest: str) -> str:
     with open(src / "config.json", encoding="utf-8") as f:
         config = json.load(f)
     tables = compute_tables(str(src / "tokenizer.json"))
-    encoder = BertEncoder(load_file(str(src / "model.safetensors")), layers=config["num_hidden_layers"],
-                          heads=config["num_attention_heads"], eps=config["layer_norm_eps"])
+    encoder = BertEncoder(
+        load_file(str(src / "model.safetensors")),
+        layers=config["num_hidden_layers"],
+        heads=config["num_attention_heads"],
+        eps=config["layer_norm_eps"],
+    )
     module = MiniLM(WordPieceTokenizer(tables, MAX_SEQ_LENGTH), encoder)
-    tf.saved_model.save(module, dest, signatures={"default": module.serve, "serving_default": module.serve,
-                                                  "tokenize": module.tokenize})
+    tf.saved_model.save(
+        module,
+        dest,
+        signatures={"default": module.serve, "serving_default": module.serve, "tokenize": module.tokenize},
+    )
     Path(dest, "README.md").write_text(_readme(config), encoding="utf-8")
     return dest
 

@@ -51,7 +51,10 @@ def compute_tables(tokenizer_json: str) -> TokenizerTables:
 
     with open(tokenizer_json, encoding="utf-8") as f:
         config = json.load(f)
-    if config["normalizer"]["type"] != "BertNormalizer" or config["pre_tokenizer"]["type"] != "BertPreTokenizer":
+    if (
+        config["normalizer"]["type"] != "BertNormalizer"
+        or config["pre_tokenizer"]["type"] != "BertPreTokenizer"
+    ):
         raise ValueError(f"{tokenizer_json} is not a BERT WordPiece tokenizer")
     tok = Tokenizer.from_file(tokenizer_json)
     normalizer, pre = tok.normalizer, tok.pre_tokenizer
@@ -97,7 +100,7 @@ def compute_tables(tokenizer_json: str) -> TokenizerTables:
         class_keys=ckeys,
         class_values=np.array([classes[int(c)] for c in ckeys], dtype=np.int64),
         isolated_ranges=_ranges(spaced),
-        max_token_chars=max(len(t[len(prefix):] if t.startswith(prefix) else t) for t in vocab),
+        max_token_chars=max(len(t[len(prefix) :] if t.startswith(prefix) else t) for t in vocab),
         max_input_chars_per_word=model["max_input_chars_per_word"],
         unk_token=model["unk_token"],
         special_tokens=special,

@@ -27,18 +27,28 @@ class WordPieceTokenizer(tf.Module):
         self.max_token_chars = tables.max_token_chars
         self.max_word_chars = tables.max_input_chars_per_word
         self.isolated_ranges = tables.isolated_ranges
-        self.specials = [([ord(c) for c in text], token_id) for text, token_id in sorted(tables.special_tokens.items())]
+        self.specials = [
+            ([ord(c) for c in text], token_id) for text, token_id in sorted(tables.special_tokens.items())
+        ]
         self.vocab_table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(tables.vocab), tf.range(len(tables.vocab), dtype=tf.int64)),
-            -1)
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(tables.vocab), tf.range(len(tables.vocab), dtype=tf.int64)
+            ),
+            -1,
+        )
         self.norm_table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                tf.constant(tables.norm_keys), tf.range(len(tables.norm_keys), dtype=tf.int64)),
-            -1)
+                tf.constant(tables.norm_keys), tf.range(len(tables.norm_keys), dtype=tf.int64)
+            ),
+            -1,
+        )
         self.norm_values = tf.constant(tables.norm_values)
         self.class_table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(tables.class_keys), tf.constant(tables.class_values)),
-            OTHER)
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(tables.class_keys), tf.constant(tables.class_values)
+            ),
+            OTHER,
+        )
 
     def tokenize(self, texts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         cps = tf.strings.unicode_decode(texts, "UTF-8", errors="replace", replacement_char=0xFFFD)
@@ -46,11 +56,21 @@ class WordPieceTokenizer(tf.Module):
         words, text_of_word = self._words(cps)
         pieces = self._wordpiece(words)
         per_text = tf.RaggedTensor.from_value_rowids(
-            pieces.flat_values, tf.gather(text_of_word, pieces.value_rowids()), nrows=cps.nrows(), validate=False)
+            pieces.flat_values,
+            tf.gather(text_of_word, pieces.value_rowids()),
+            nrows=cps.nrows(),
+            validate=False,
+        )
         per_text = per_text[:, : self.max_length - 2]
         batch = per_text.nrows()
-        full = tf.concat([tf.fill([batch, 1], tf.constant(self.cls_id, tf.int64)), per_text,
-                          tf.fill([batch, 1], tf.constant(self.sep_id, tf.int64))], axis=1)
+        full = tf.concat(
+            [
+                tf.fill([batch, 1], tf.constant(self.cls_id, tf.int64)),
+                per_text,
+                tf.fill([batch, 1], tf.constant(self.sep_id, tf.int64)),
+            ],
+            axis=1,
+        )
         ids = tf.cast(full.to_tensor(0), tf.int32)
         mask = tf.cast(tf.sequence_mask(full.row_lengths(), tf.shape(ids, out_type=tf.int64)[1]), tf.int32)
         return ids, mask
@@ -70,7 +90,7 @@ class WordPieceTokenizer(tf.Module):
         for k, (pattern, _) in enumerate(self.specials):
             match = index + len(pattern) <= limit
             for j, c in enumerate(pattern):
-                match &= padded[j:j + n] == c
+                match &= padded[j : j + n] == c
             out = tf.where(match, tf.constant(SPECIAL_BASE + k, flat.dtype), out)
             for j in range(1, len(pattern)):  # the rest of the literal goes: match shifted right by j
                 keep &= ~tf.concat([tf.zeros([j], tf.bool), match], 0)[:n]
@@ -92,7 +112,9 @@ class WordPieceTokenizer(tf.Module):
         isolated = flat >= SPECIAL_BASE
         for lo, hi in self.isolated_ranges:
             isolated |= (flat >= lo) & (flat <= hi)
-        return tf.where(isolated, tf.constant(ISOLATED, tf.int64), self.class_table.lookup(tf.cast(flat, tf.int64)))
+        return tf.where(
+            isolated, tf.constant(ISOLATED, tf.int64), self.class_table.lookup(tf.cast(flat, tf.int64))
+        )
 
     # -- words ---------------------------------------------------------------------------------
 
@@ -109,8 +131,11 @@ class WordPieceTokenizer(tf.Module):
         kept = cls != SPACE
         word_of_char = tf.cumsum(tf.cast(starts, tf.int64)) - 1
         words = tf.RaggedTensor.from_value_rowids(
-            tf.boolean_mask(flat, kept), tf.boolean_mask(word_of_char, kept),
-            nrows=tf.reduce_sum(tf.cast(starts, tf.int64)), validate=False)
+            tf.boolean_mask(flat, kept),
+            tf.boolean_mask(word_of_char, kept),
+            nrows=tf.reduce_sum(tf.cast(starts, tf.int64)),
+            validate=False,
+        )
         return words, tf.boolean_mask(cps.value_rowids(), starts)
 
     def _wordpiece(self, words: tf.RaggedTensor) -> tf.RaggedTensor:
@@ -152,18 +177,32 @@ class WordPieceTokenizer(tf.Module):
         _, _, failed, emitted = tf.while_loop(
             lambda step, cur, failed, emitted: tf.reduce_any((cur < ends) & ~failed),
             body,
-            (tf.constant(0), starts, lengths > self.max_word_chars,
-             tf.TensorArray(tf.int64, size=0, dynamic_size=True, element_shape=[None])),
+            (
+                tf.constant(0),
+                starts,
+                lengths > self.max_word_chars,
+                tf.TensorArray(tf.int64, size=0, dynamic_size=True, element_shape=[None]),
+            ),
         )
-        steps = tf.cond(emitted.size() > 0, lambda: tf.transpose(emitted.stack()),
-                        lambda: tf.zeros([n_words, 0], tf.int64))  # no words at all: nothing was stacked
+        steps = tf.cond(
+            emitted.size() > 0,
+            lambda: tf.transpose(emitted.stack()),
+            lambda: tf.zeros([n_words, 0], tf.int64),
+        )  # no words at all: nothing was stacked
         per_word = tf.concat([steps, tf.fill([n_words, 1], tf.constant(-1, tf.int64))], 1)
         # [UNK] for words with no match or over the length limit; a marked special is its token
         special_ids = tf.constant([token_id for _, token_id in self.specials], tf.int64)
-        first_char = tf.gather(tf.concat([chars, [0]], 0), tf.minimum(starts, tf.size(chars, out_type=tf.int64)))
+        first_char = tf.gather(
+            tf.concat([chars, [0]], 0), tf.minimum(starts, tf.size(chars, out_type=tf.int64))
+        )
         special = (lengths == 1) & (first_char >= SPECIAL_BASE)
         replace = failed | special
-        replacement = tf.where(special, tf.gather(special_ids, tf.maximum(first_char - SPECIAL_BASE, 0)), self.unk_id)
-        alone = tf.concat([replacement[:, None], tf.fill([n_words, tf.shape(per_word)[1] - 1], tf.constant(-1, tf.int64))], 1)
+        replacement = tf.where(
+            special, tf.gather(special_ids, tf.maximum(first_char - SPECIAL_BASE, 0)), self.unk_id
+        )
+        alone = tf.concat(
+            [replacement[:, None], tf.fill([n_words, tf.shape(per_word)[1] - 1], tf.constant(-1, tf.int64))],
+            1,
+        )
         per_word = tf.where(replace[:, None], alone, per_word)
         return tf.ragged.boolean_mask(per_word, per_word >= 0)

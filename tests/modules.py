@@ -183,3 +183,35 @@ def make_image_module(path: str, size: int = 8) -> str:
     m = Image()
     tf.saved_model.save(m, path, signatures={"default": m.serve})
     return path
+
+
+def make_load_counter(path: str, loads_dir: str) -> str:
+    """Like make_one_input, but every ``tf.saved_model.load`` of it writes one file into ``loads_dir``
+    (a resource initializer with a WriteFile), so tests can count the copies a job loaded."""
+    import tensorflow as tf
+
+    class Counter(tf.saved_model.experimental.TrackableResource):
+        def _create_resource(self):
+            return tf.raw_ops.VarHandleOp(dtype=tf.int64, shape=[], shared_name="")
+
+        def _initialize(self):
+            suffix = tf.strings.as_string(tf.random.uniform([], maxval=2**62, dtype=tf.int64))
+            tf.io.write_file(tf.strings.join([loads_dir, "/load-", suffix]), "loaded")
+            return tf.raw_ops.AssignVariableOp(resource=self.resource_handle, value=tf.constant(1, tf.int64))
+
+    class Linear(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.counter = Counter()
+            self.w = tf.Variable(W, name="w")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+        def serve(self, x):
+            return {"default": tf.matmul(x, self.w)}
+
+    os.makedirs(loads_dir, exist_ok=True)
+    m = Linear()
+    tf.saved_model.save(m, path, signatures={"default": m.serve})
+    for name in os.listdir(loads_dir):  # saving may have run the initializer: count loads only
+        os.unlink(os.path.join(loads_dir, name))
+    return path

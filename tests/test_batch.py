@@ -53,3 +53,18 @@ def test_parse_examples_casts_and_reports_missing_features(fruit):
     ).SerializeToString()
     with pytest.raises(InputError, match="oranges"):
         parse_examples([missing], spec)
+
+
+def test_apply_table_sorts_strings_by_length_and_restores_the_order(modules_dir):
+    import pyarrow as pa
+
+    from modules import text_features
+
+    texts = ["a long sentence of several words", "", "mid size", "z", "ünïcödé"]
+    loaded = LoadedModule(beam_hub.load(modules_dir["text_embedder"]))
+    seen = []
+    inner = loaded.apply_columns
+    loaded.apply_columns = lambda inputs, apply, n: seen.append(list(inputs)) or inner(inputs, apply, n)
+    out = loaded.apply_table(pa.table({"text": texts}), "text", ApplySpec(), output_column="e", max_rows=2)
+    assert out.column("e").to_pylist() == [text_features(t) for t in texts]
+    assert seen == [["", "z"], ["mid size", "ünïcödé"], ["a long sentence of several words"]]  # by length

@@ -6,7 +6,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 import beam_hub
-from conftest import counters, run_pipeline
+from helpers import counters, run_pipeline
 
 W = np.array([1.0, 2.0, 3.0], np.float32)
 ROWS = [np.array([i, i + 1, i + 2], np.float32) for i in range(50)]
@@ -228,15 +228,27 @@ def test_multi_processing_loads_once_per_worker_process(one_input):
     assert metrics["inference_elements"] == 400
 
 
-def test_large_model_keeps_one_copy_per_machine(one_input):
+@pytest.mark.parametrize("large_model, copies", [(False, 2), (True, 1)])
+def test_large_model_keeps_one_copy_per_machine(tmp_path, large_model, copies):
+    """Two worker processes: one copy each, or with large_model=True one for the machine."""
+    import modules
+
+    loads = tmp_path / "loads"
+    path = modules.make_load_counter(str(tmp_path / "m"), str(loads))
+    elements = [(i, np.full(3, i, np.float32)) for i in range(400)]
+
     def build(p):
         out = (
             p
-            | beam.Create(ROWS[:20])
-            | beam_hub.ApplyHubModule(one_input, large_model=True)
-            | beam.Map(lambda a: a.tolist())
+            | beam.Create(elements)
+            | beam.Reshuffle()
+            | beam_hub.ApplyHubModule(path, keyed=True, large_model=large_model, max_batch_size=16)
+            | beam.MapTuple(lambda k, a: (k, float(a[0])))
         )
-        assert_that(out, equal_to(expected(ROWS[:20])))
+        assert_that(out, equal_to([(i, 6.0 * i) for i in range(400)]))
 
-    metrics = counters(run_pipeline(build))
-    assert metrics["inference_elements"] == 20
+    metrics = counters(
+        run_pipeline(build, "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    )
+    assert metrics["inference_elements"] == 400
+    assert len(os.listdir(loads)) == copies

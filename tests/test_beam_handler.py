@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import apache_beam as beam
 import numpy as np
@@ -7,7 +9,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelMetadata, Pred
 from apache_beam.testing.util import assert_that, equal_to
 
 import beam_hub
-from conftest import run_pipeline
+from helpers import REPO, run_pipeline
 
 ROWS = [np.array([i, 0, 1], np.float32) for i in range(12)]
 
@@ -16,11 +18,36 @@ def value(row, scale=1.0):
     return float(row @ np.array([1.0, 2.0, 3.0])) * scale
 
 
-def test_runs_under_keras_3_without_legacy_keras():
-    import keras
+KERAS_3_JOB = """
+import sys
+import apache_beam as beam
+import keras
+import numpy as np
+from apache_beam.ml.inference.base import RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
+import beam_hub
 
-    assert keras.__version__.startswith("3.")
-    assert os.environ.get("TF_USE_LEGACY_KERAS", "") in ("", "0")
+assert keras.__version__.startswith("3."), keras.__version__
+with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+    _ = (p | beam.Create([np.array([1.0, 2.0, 3.0], np.float32)])
+           | RunInference(beam_hub.HubModelHandler(sys.argv[1]))
+           | beam.Map(lambda r: print("inference", r.inference.tolist(), flush=True)))
+"""
+
+
+def test_runs_a_keras_export_under_keras_3_without_legacy_keras(modules_dir):
+    """Beam's stock TF handler needs TF_USE_LEGACY_KERAS=1 (and tf_keras) to load a SavedModel under Keras 3."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", KERAS_3_JOB, modules_dir["keras"]],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "inference [6.0, 6.0]" in proc.stdout
 
 
 def test_run_inference_gives_prediction_results(one_input):

@@ -4,7 +4,7 @@ from apache_beam.ml.transforms.base import MLTransform
 from apache_beam.testing.util import assert_that, equal_to
 
 import beam_hub
-from conftest import run_pipeline
+from helpers import run_pipeline
 from modules import text_features
 
 ROWS = [{"id": 1, "text": "hello world"}, {"id": 2, "text": "Crème brûlée"}, {"id": 3, "text": ""}]

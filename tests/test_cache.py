@@ -162,16 +162,40 @@ def test_killed_downloader_does_not_block_the_next_resolve(server, one_input_tgz
     assert staging(cache_dir) == []  # the victim's staging was cleaned up
 
 
-def test_live_lock_holder_makes_others_wait_then_reuse(server, one_input_tgz, cache_dir, monkeypatch):
+def test_live_lock_holder_makes_others_wait_then_reuse(server, one_input_tgz, cache_dir):
+    url = server.add("/m", one_input_tgz, mode="slow")  # the first resolver holds the lock ~1 s
+    ctx = multiprocessing.get_context("spawn")
+    queues = [ctx.Queue(), ctx.Queue()]
+    first = ctx.Process(target=workers.resolve_and_report, args=(url, cache_dir, queues[0]))
+    first.start()
+    for _ in range(600):
+        if server.gets("/m") and staging(cache_dir):
+            break
+        time.sleep(0.05)
+    assert server.gets("/m") == 1 and staging(cache_dir), "the first resolver never started downloading"
+    second = ctx.Process(target=workers.resolve_and_report, args=(url, cache_dir, queues[1]))
+    second.start()  # while the first one holds the lock
+    (status_a, path_a, done_a), (status_b, path_b, done_b) = (q.get(timeout=120) for q in queues)
+    first.join(timeout=60)
+    second.join(timeout=60)
+    assert (status_a, status_b) == ("ok", "ok"), (path_a, path_b)
+    assert path_a == path_b == os.path.join(cache_dir, cache_key(url))
+    assert server.gets("/m") == 1  # the second waited for the first and reused its entry
+    assert done_b >= done_a
+
+
+def test_waiting_longer_than_the_lock_timeout_is_a_clear_error(server, one_input_tgz, cache_dir, monkeypatch):
     url = server.add("/m", one_input_tgz)
-    cache = LocalCache(cache_dir)
     monkeypatch.setenv("BEAM_HUB_LOCK_TIMEOUT", "0.5")
-    with cache.lock(url):
-        ctx = multiprocessing.get_context("spawn")
-        p = ctx.Process(target=workers.resolve, args=(url, cache_dir))
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    with LocalCache(cache_dir).lock(url):  # a live holder that never finishes
+        p = ctx.Process(target=workers.resolve_and_report, args=(url, cache_dir, queue))
         p.start()
+        status, message, _ = queue.get(timeout=120)
         p.join(timeout=60)
-    assert p.exitcode != 0  # gave up with CacheError while we held the lock
+    assert status == "error" and message.startswith("CacheError: Waited")
+    assert "BEAM_HUB_LOCK_TIMEOUT" in message and url in message
     assert server.gets("/m") == 0
 
 

@@ -88,7 +88,7 @@ def test_apply_hub_module_on_two_workers_with_a_shared_cache(server, one_input_t
     import numpy as np
     from apache_beam.testing.util import assert_that, equal_to
 
-    from conftest import counters, run_pipeline
+    from helpers import counters, run_pipeline
 
     url = server.add("/m", one_input_tgz)
     rows = [(i, np.full(3, i, np.float32)) for i in range(200)]

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli
 
 NO_HEAVY_IMPORTS = (
     "import sys, beam_hub\n"

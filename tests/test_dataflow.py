@@ -5,14 +5,15 @@ import subprocess
 import sys
 import tarfile
 
-from conftest import REPO
+from helpers import REPO
 
 
 def test_embed_job_builds_for_dataflow_with_a_shared_cache():
     import apache_beam as beam
+    from apache_beam.internal import pickler
     from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.portability.api import beam_runner_api_pb2
 
-    from beam_hub.beam.options import HubOptions
     from pipelines import embed
 
     options = PipelineOptions(
@@ -41,10 +42,16 @@ def test_embed_job_builds_for_dataflow_with_a_shared_cache():
     embed.build(p, options.view_as(embed.EmbedOptions))
     result = p.run()
     assert str(result.state) == "DONE"
+    # what the workers run: the embedding DoFn as the job carries it, unpickled
+    (apply,) = [
+        t for t in result.job.proto_pipeline.components.transforms.values() if t.unique_name == "Embed/Apply"
+    ]
+    dofn = pickler.loads(beam_runner_api_pb2.ParDoPayload.FromString(apply.spec.payload).do_fn.payload)[0]
+    assert dofn._handler.module_key.cache_dir == "gs://bucket/hub-cache"
+    assert dofn._handler.module_key.handle == "gs://bucket/modules/all-MiniLM-L6-v2.tar.gz"
     names = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
     for stage in ("Match", "Parse", "Embed/Batch", "Embed/Apply", "Write"):
         assert any(n == stage or n.startswith(stage + "/") for n in names), sorted(names)
-    assert options.view_as(HubOptions).hub_cache_dir == "gs://bucket/hub-cache"  # reaches the workers
 
 
 def test_setup_file_package_holds_the_library_and_the_jobs(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 import beam_hub
 from beam_hub.cache import Manifest
-from conftest import REPO
+from helpers import REPO
 
 HANDLE = "builtin://all-MiniLM-L6-v2"
 DATA = os.path.join(os.path.dirname(__file__), "data", "minilm_reference.json")

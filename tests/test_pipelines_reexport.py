@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import beam_hub
-from conftest import REPO
+from helpers import REPO
 from pipelines import reexport
 
 RNG = np.random.default_rng(1)

@@ -8,7 +8,7 @@ import pytest
 import beam_hub
 from beam_hub.errors import NotASavedModelError, PublishError
 from beam_hub.publish import versions
-from conftest import run_cli
+from helpers import run_cli
 
 
 def test_versions_are_sequential_and_immutable(one_input, fruit, tmp_path):

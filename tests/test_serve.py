@@ -14,7 +14,7 @@ import pytest
 import beam_hub
 from beam_hub.cache import Manifest
 from beam_hub.errors import DownloadError, IntegrityError
-from conftest import REPO
+from helpers import REPO
 
 X = np.array([[1, 2, 3]], np.float32)
 

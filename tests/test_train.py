@@ -10,7 +10,7 @@ import beam_hub
 from beam_hub.errors import FineTuneError
 from beam_hub.examples import serialize
 from beam_hub.train.finetune import FineTuneConfig, export, train
-from conftest import run_pipeline
+from helpers import run_pipeline
 
 RNG = np.random.default_rng(0)
 X = RNG.uniform(-1, 1, (3000, 2)).astype(np.float32)

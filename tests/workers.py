@@ -28,3 +28,15 @@ def resolve_tiered(barrier, url, cache_dir, local_cache_dir, queue):
         queue.put(("ok", beam_hub.resolve(url, cache_dir=cache_dir, local_cache_dir=local_cache_dir)))
     except Exception as e:  # noqa: BLE001 - reported to the parent
         queue.put(("error", f"{type(e).__name__}: {e}"))
+
+
+def resolve_and_report(url, cache_dir, queue):
+    import time
+
+    import beam_hub
+
+    try:
+        path = beam_hub.resolve(url, cache_dir=cache_dir)
+        queue.put(("ok", path, time.monotonic()))
+    except Exception as e:  # noqa: BLE001 - reported to the parent
+        queue.put(("error", f"{type(e).__name__}: {e}", time.monotonic()))

@@ -75,3 +75,17 @@ def test_pack_is_reproducible_from_the_command_line(one_input, tmp_path):
     assert a == b == hashlib.sha256((tmp_path / "a.tar.gz").read_bytes()).hexdigest()
     proc = run_cli("pack", str(tmp_path), str(tmp_path / "c.tar.gz"), check=False)
     assert proc.returncode == 2 and "saved_model.pb" in proc.stderr
+
+
+def test_a_malformed_setting_is_one_line_naming_it(server, one_input_tgz):
+    url = server.add("/m", one_input_tgz)
+    for name, value in (
+        ("BEAM_HUB_READ_TIMEOUT", "soon"),
+        ("TFHUB_MODEL_LOAD_FORMAT", "zip"),
+        ("BEAM_HUB_DOWNLOAD_RETRIES", "-1"),
+    ):
+        proc = run_cli("resolve", url, env={name: value}, check=False)
+        assert proc.returncode == 2, (name, proc.stderr)
+        assert proc.stderr.startswith(f"beam-hub: error: {name}=") and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert server.gets("/m") == 0

@@ -44,3 +44,11 @@ def test_sha256_pin_is_parsed_and_validated():
 def test_empty_handle_is_refused():
     with pytest.raises(UnsupportedHandleError):
         parse_handle("  ")
+
+
+def test_handles_are_hashable_values():
+    a = parse_handle("https://host/m/1#sha256=" + "A" * 64)
+    b = parse_handle("https://host/m/1#sha256=" + "a" * 64)
+    assert a.sha256 == "a" * 64 and b.sha256 == "a" * 64
+    assert len({a, parse_handle(a.raw)}) == 1 and {a: 1}[parse_handle(a.raw)] == 1
+    assert a != b  # the raw string (the cache key) differs

@@ -10,6 +10,7 @@ from typing import Any
 import apache_beam as beam
 
 from beam_hub.train.finetune import FineTuneConfig
+from beam_hub.urls import is_remote_url
 
 
 class FineTuneHubModule(beam.PTransform):
@@ -88,7 +89,7 @@ def _train_and_export(files: list[str], config: FineTuneConfig, work: str) -> st
     from beam_hub.train.finetune import export, train
 
     result = train(sorted(files), config)
-    local = work if "://" not in work else tempfile.mkdtemp(prefix="beam-hub-finetuned-")
+    local = tempfile.mkdtemp(prefix="beam-hub-finetuned-") if is_remote_url(work) else work
     return export(result, config, os.path.join(local, f"module-{uuid.uuid4().hex[:8]}"))
 
 

@@ -16,11 +16,26 @@ from typing import BinaryIO
 
 from beam_hub import settings
 from beam_hub.errors import IntegrityError, UnsafeArchiveError
-from beam_hub.files import PRIVATE_FILES, FileRecord, FileRecords, file_sha256
+from beam_hub.files import PATH_MAX, PRIVATE_FILES, FileRecord, FileRecords, file_sha256, relative_name
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-MAX_MEMBERS = 1_000_000
+MAX_MEMBERS = 100_000  # SavedModels hold a handful of files; vocabularies and shards a few thousand
+DISK_BLOCK = 4096  # what a file costs on disk at the least
 _CHUNK = 1 << 20
+_HEADER_LIMITS = {  # extended header type -> largest size read
+    tarfile.XHDTYPE: 64 << 10,
+    tarfile.XGLTYPE: 64 << 10,
+    tarfile.SOLARIS_XHDTYPE: 64 << 10,
+    tarfile.GNUTYPE_LONGNAME: PATH_MAX + 1,
+    tarfile.GNUTYPE_LONGLINK: PATH_MAX + 1,
+}
+_HEADER_KINDS = {
+    tarfile.XHDTYPE: "pax",
+    tarfile.XGLTYPE: "pax global",
+    tarfile.SOLARIS_XHDTYPE: "pax",
+    tarfile.GNUTYPE_LONGNAME: "GNU long name",
+    tarfile.GNUTYPE_LONGLINK: "GNU long link",
+}
 
 
 def is_archive_name(path: str) -> bool:
@@ -84,47 +99,101 @@ class _HashingReader(io.RawIOBase):
         return self.head
 
 
+class _Budget:
+    """What an extraction may cost: bytes of headers, disk blocks of files and directories, members.
+
+    Every member is charged its header block, its extended headers (pax, GNU long names) and the
+    disk blocks it will take (at least one), so a flood of empty files or a huge header hits the
+    cap as surely as one huge file.
+    """
+
+    def __init__(self, cap: int, what: str) -> None:
+        self.cap = cap
+        self.what = what
+        self.spent = 0
+        self.members = 0
+
+    def charge(self, nbytes: int) -> None:
+        self.spent += nbytes
+        if self.spent > self.cap:
+            raise UnsafeArchiveError(
+                f"{self.what} expands to more than {self.cap} bytes (file contents, disk blocks and "
+                "headers); refusing (a decompression bomb?). Raise BEAM_HUB_MAX_EXTRACT_BYTES if the "
+                "module really is that large."
+            )
+
+    def member(self, size: int) -> None:
+        self.members += 1
+        if self.members > MAX_MEMBERS:
+            raise UnsafeArchiveError(f"{self.what}: more than {MAX_MEMBERS} members; refusing to extract.")
+        self.charge(tarfile.BLOCKSIZE + _round_up(max(size, 1), DISK_BLOCK))
+
+
+def _round_up(n: int, block: int) -> int:
+    return -(-n // block) * block
+
+
+def _capped_tarinfo(budget: _Budget) -> type[tarfile.TarInfo]:
+    """A TarInfo class that refuses oversized extended headers before tarfile reads them into memory."""
+
+    class CappedTarInfo(tarfile.TarInfo):
+        def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+            limit = _HEADER_LIMITS.get(self.type)
+            if limit is not None:
+                if self.size > limit:
+                    raise UnsafeArchiveError(
+                        f"{budget.what}: a {_HEADER_KINDS[self.type]} header of {self.size} bytes (the "
+                        f"limit is {limit}); refusing the archive."
+                    )
+                budget.charge(tarfile.BLOCKSIZE + _round_up(self.size, tarfile.BLOCKSIZE))
+            return super()._proc_member(tarfile_)
+
+    return CappedTarInfo
+
+
 def safe_extract(
     source: str | os.PathLike | BinaryIO, dest: str, *, what: str, max_bytes: int | None = None
 ) -> ExtractedFiles:
     """Extract an archive (a path, or a binary stream read once to its end) into ``dest`` in one
     streaming pass; return the archive's sha256 and the size and sha256 of every file written.
 
-    Each member goes through tarfile's ``data`` filter (no absolute paths, no ``..``, sane modes);
-    every link and special file is refused, as are more than MAX_MEMBERS members and more than
-    ``max_bytes`` (default BEAM_HUB_MAX_EXTRACT_BYTES) of content. On error ``dest`` may hold a
-    partial tree: callers extract into a staging directory they delete on failure.
+    Every member name is checked (``files.relative_name``: relative, no ``..``, no NUL, within
+    the OS's length limits) and goes through tarfile's ``data`` filter; links, special files and
+    sparse files are refused, as is a name that is both a file and a directory. The budget
+    ``max_bytes`` (default BEAM_HUB_MAX_EXTRACT_BYTES) counts file contents rounded up to disk
+    blocks, one block per member and every header byte; extended headers are capped before they
+    are read, so memory stays bounded. beam-hub's private files (a shipped cache manifest) are
+    skipped. On error ``dest`` may hold a partial tree: callers extract into a staging directory
+    they delete on failure.
     """
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb", buffering=_CHUNK) as f:
             return safe_extract(f, dest, what=what, max_bytes=max_bytes)
     reader = _HashingReader(source)
     sniff(reader.peek_head(), what)
-    cap = settings.max_extract_bytes() if max_bytes is None else max_bytes
+    budget = _Budget(settings.max_extract_bytes() if max_bytes is None else max_bytes, what)
     dest = os.path.abspath(dest)
     files: FileRecords = {}
-    total = 0
-    count = 0
     try:
-        with tarfile.open(fileobj=io.BufferedReader(reader, _CHUNK), mode="r|*") as tar:
+        stream = io.BufferedReader(reader, _CHUNK)
+        with tarfile.open(fileobj=stream, mode="r|*", tarinfo=_capped_tarinfo(budget)) as tar:
             for member in tar:
-                count += 1
-                if count > MAX_MEMBERS:
-                    raise UnsafeArchiveError(f"{what}: more than {MAX_MEMBERS} members; refusing to extract.")
-                member = _check_member(member, dest, what)
-                total += member.size
-                if total > cap:
+                rel = _check_member(member, dest, what)
+                budget.member(member.size if member.isfile() else 0)
+                if rel in PRIVATE_FILES:
+                    continue  # e.g. `tar czf` of a cache entry: ours is written after extraction
+                try:
+                    target = os.path.join(dest, *rel.split("/"))
+                    if member.isdir():
+                        os.makedirs(target, exist_ok=True)
+                        continue
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    files[rel] = _write_member(tar.extractfile(member), target, member, what)
+                except (FileExistsError, IsADirectoryError, NotADirectoryError) as e:
                     raise UnsafeArchiveError(
-                        f"{what} expands to more than {cap} bytes; refusing (a decompression bomb?). "
-                        "Raise BEAM_HUB_MAX_EXTRACT_BYTES if the module really is that large."
-                    )
-                rel = os.path.normpath(member.name).replace(os.sep, "/")
-                target = os.path.join(dest, rel)
-                if member.isdir():
-                    os.makedirs(target, exist_ok=True)
-                    continue
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                files[rel] = _write_member(tar.extractfile(member), target, member, what)
+                        f"{what}: member {member.name!r} is both a file and a directory ({e.strerror}); "
+                        "refusing the archive."
+                    ) from None
             while reader.read(_CHUNK):  # hash trailing padding too: the digest covers the file
                 pass
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as e:
@@ -138,22 +207,28 @@ class ExtractedFiles:
     files: FileRecords
 
 
-def _check_member(member: tarfile.TarInfo, dest: str, what: str) -> tarfile.TarInfo:
-    if member.name.startswith(("/", os.sep)) or os.path.splitdrive(member.name)[0]:
-        raise UnsafeArchiveError(f"{what}: unsafe member {member.name!r}: absolute paths are refused.")
+def _check_member(member: tarfile.TarInfo, dest: str, what: str) -> str:
+    """The member's checked relative name; UnsafeArchiveError naming it if it must not be extracted."""
+    try:
+        rel = relative_name(member.name)
+    except ValueError as e:
+        raise UnsafeArchiveError(
+            f"{what}: unsafe member {member.name[:300]!r}: {e}; refusing the archive."
+        ) from None
     if member.issym() or member.islnk():
         raise UnsafeArchiveError(
             f"{what}: member {member.name!r} is a link (to {member.linkname!r}); module "
             "archives must hold plain files and directories only."
         )
-    if not (member.isfile() or member.isdir()):
+    if not (member.isfile() or member.isdir()) or member.type == tarfile.GNUTYPE_SPARSE or member.sparse:
         raise UnsafeArchiveError(
-            f"{what}: member {member.name!r} is a device, FIFO or other special file; refused."
+            f"{what}: member {member.name!r} is a device, FIFO, sparse or other special file; refused."
         )
     try:
-        return tarfile.data_filter(member, dest)
+        tarfile.data_filter(member, dest)
     except tarfile.FilterError as e:
         raise UnsafeArchiveError(f"{what}: unsafe member {member.name!r}: {e}") from None
+    return rel
 
 
 def _write_member(src: BinaryIO | None, target: str, member: tarfile.TarInfo, what: str) -> FileRecord:

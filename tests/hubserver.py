@@ -10,6 +10,7 @@ archive and anything else with an HTML page, as tfhub.dev does. Modes:
   slow      the body in small chunks with pauses (to make downloads overlap)
   break     the first GET sends half the body and closes; later GETs honour Range (206)
   norange   like break, but Range is ignored: later GETs send the whole body (200)
+  redirect  answer ``statuses[0]`` (e.g. 302) with ``Location: <location>``, for every GET
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Route:
     protocol: bool = True  # demand ?tf-hub-format=compressed
     gets: int = 0
     etag: str | None = None
+    location: str | None = None
 
 
 class HubServer:
@@ -64,10 +66,11 @@ class HubServer:
         mode: str = "ok",
         statuses: list[int] | None = None,
         protocol: bool | None = None,
+        location: str | None = None,
     ) -> str:
         if protocol is None:
             protocol = not path.endswith((".tar.gz", ".tgz", ".tar"))
-        self.routes[path] = Route(body, mode, list(statuses or []), protocol)
+        self.routes[path] = Route(body, mode, list(statuses or []), protocol, location=location)
         return self.url + path
 
     def gets(self, path: str) -> int:
@@ -87,6 +90,14 @@ class HubServer:
             route = self.routes.get(parts.path)
         if route is None:
             return self._send(h, 404, b"not found", "text/plain")
+        if route.mode == "redirect":
+            with self._lock:
+                route.gets += 1
+            h.send_response(route.statuses[0])
+            h.send_header("Location", route.location or "")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         if route.protocol and query.get("tf-hub-format") != "compressed":
             return self._send(h, 200, HTML, "text/html")
         with self._lock:

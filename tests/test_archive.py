@@ -137,3 +137,90 @@ def test_pack_refuses_symlinks_and_leaves_no_partial_file(tmp_path, one_input):
     with pytest.raises(UnsafeArchiveError, match="symbolic link"):
         pack(str(src), str(out))
     assert os.listdir(tmp_path) == ["m"]
+
+
+# --- hostile archives: headers, floods, names ------------------------------------------------------
+
+
+def header_only(path, tar_type, size, name="././@LongLink"):
+    """A gzipped archive that is one header block announcing ``size`` bytes of extended header,
+    and nothing after it: reading what it announces would fail, refusing it must not read it."""
+    info = tarfile.TarInfo(name)
+    info.type, info.size = tar_type, size
+    path.write_bytes(gzip.compress(info.tobuf(format=tarfile.USTAR_FORMAT) + b"\0" * 1024))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "tar_type, kind", [(tarfile.XHDTYPE, "pax"), (tarfile.GNUTYPE_LONGNAME, "GNU long name")]
+)
+def test_huge_extended_headers_are_refused_before_they_are_read(tmp_path, tar_type, kind):
+    archive = header_only(tmp_path / "h.tar.gz", tar_type, 300 << 20)
+    with pytest.raises(UnsafeArchiveError, match=f"a {kind} header of {300 << 20} bytes"):
+        safe_extract(archive, str(tmp_path / "out"), what="hostile", max_bytes=10 << 20)
+
+
+def test_a_pax_header_under_the_header_limit_still_counts_toward_the_cap(tmp_path):
+    """Many medium pax headers (each below the per-header limit) exhaust the byte budget."""
+    members = [GOOD] + [({"name": f"f{i}", "pax_headers": {"comment": "x" * 60_000}}, b"") for i in range(40)]
+    with tarfile.open(tmp_path / "p.tar.gz", "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for spec, data in members:
+            info = tarfile.TarInfo(spec["name"])
+            info.pax_headers = spec.get("pax_headers", {})
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(UnsafeArchiveError, match="expands to more than 1048576 bytes"):
+        safe_extract(str(tmp_path / "p.tar.gz"), str(tmp_path / "out"), what="p", max_bytes=1 << 20)
+
+
+def test_a_flood_of_tiny_members_is_charged_disk_blocks(tmp_path):
+    members = [GOOD] + [({"name": f"d/{i}"}, b"x") for i in range(3000)]
+    archive = make_tar(tmp_path / "flood.tar.gz", members)
+    assert os.path.getsize(archive) < 200_000  # 3,000 one-byte files: well under the cap as content
+    with pytest.raises(UnsafeArchiveError, match="expands to more than"):
+        safe_extract(archive, str(tmp_path / "out"), what="flood", max_bytes=10 << 20)
+
+
+@pytest.mark.parametrize(
+    "name, match",
+    [("x" * 300, "component longer than 255 bytes"), ("a\\..\\b", "backslash"), ("C:/x", "drive letter")],
+)
+def test_names_the_file_system_cannot_hold_are_refused_by_name(tmp_path, name, match):
+    archive = make_tar(tmp_path / "n.tar.gz", [GOOD, ({"name": name}, b"x")])
+    with pytest.raises(UnsafeArchiveError, match=match):
+        safe_extract(archive, str(tmp_path / "out"), what="n")
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [({"name": "a"}, b"file"), ({"name": "a/b"}, b"inside a file")],
+        [({"name": "d", "type": tarfile.DIRTYPE}, None), ({"name": "d"}, b"a file over a directory")],
+    ],
+)
+def test_a_name_that_is_a_file_and_a_directory_is_refused_naming_it(tmp_path, members):
+    archive = make_tar(tmp_path / "c.tar.gz", [GOOD, *members])
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(
+        UnsafeArchiveError, match=f"member '{members[1][0]['name']}' is both a file and a directory"
+    ):
+        safe_extract(archive, str(dest), what="c")
+
+
+def test_sparse_members_are_refused(tmp_path):
+    archive = make_tar(
+        tmp_path / "s.tar.gz", [GOOD, ({"name": "sparse", "type": tarfile.GNUTYPE_SPARSE}, b"x")]
+    )
+    with pytest.raises(UnsafeArchiveError, match="sparse"):
+        safe_extract(archive, str(tmp_path / "out"), what="s")
+
+
+def test_a_shipped_cache_manifest_is_not_extracted(tmp_path):
+    archive = make_tar(
+        tmp_path / "m.tar.gz", [GOOD, ({"name": ".beam_hub_manifest.json"}, b'{"handle": "x"}')]
+    )
+    dest = tmp_path / "out"
+    dest.mkdir()
+    got = safe_extract(archive, str(dest), what="m")
+    assert list(got.files) == ["saved_model.pb"] and os.listdir(dest) == ["saved_model.pb"]

@@ -1,5 +1,6 @@
 """The shared cache tier against a real GCS API emulator (fake-gcs-server) on 127.0.0.1."""
 
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -7,9 +8,12 @@ import os
 import signal
 import time
 
+import pytest
+
 import beam_hub
 import workers
 from beam_hub.cache import Manifest, cache_key
+from gcsproxy import GcsProxy
 
 
 def spawn_resolvers(n, url, cache, local_root):
@@ -140,68 +144,125 @@ def test_a_killed_lock_owner_is_taken_over(server, one_input_tgz, bucket, gcs, t
     assert server.gets("/m") == 2 and not gcs.exists(lock)
 
 
-def test_a_forbidden_bucket_falls_back(server, one_input_tgz, gcs, tmp_path, monkeypatch):
-    """Behind a proxy that answers 403 for one bucket (the emulator itself has no permissions)."""
-    import http.client
-    import http.server
-    import threading
+@pytest.fixture
+def proxy(gcs):
+    """The GCS emulator behind a proxy that injects faults (see gcsproxy.py)."""
+    p = GcsProxy(os.environ["STORAGE_EMULATOR_HOST"])
+    yield p
+    p.stop()
 
-    upstream = os.environ["STORAGE_EMULATOR_HOST"].split("//")[1]
 
-    class Forbidding(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
-        def handle_any(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
-            if "forbidden-bucket" in self.path:
-                data = json.dumps(
-                    {"error": {"code": 403, "message": "caller lacks storage.objects.get"}}
-                ).encode()
-                self.send_response(403)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                return
-            conn = http.client.HTTPConnection(upstream, timeout=60)
-            conn.request(
-                self.command,
-                self.path,
-                body=body,
-                headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
-            )
-            resp = conn.getresponse()
-            data = resp.read()
-            self.send_response(resp.status)
-            for k, v in resp.getheaders():
-                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
-
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Forbidding)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    url = server.add("/m", one_input_tgz)
-    monkeypatch.setenv(
-        "STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{proxy.server_address[1]}"
-    )  # for the child
+def resolve_in_child(url, cache, local, env):
+    """Resolve in a fresh process whose gcsfs talks to ``env``'s STORAGE_EMULATOR_HOST."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    child = ctx.Process(
-        target=workers.resolve_tiered,
-        args=(None, url, "gs://forbidden-bucket/cache", str(tmp_path / "local"), queue),
-    )
-    child.start()
-    status, path = queue.get(timeout=120)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # spawn copies the environment at start
+    try:
+        child = ctx.Process(target=workers.resolve_tiered_logged, args=(url, cache, str(local), queue))
+        child.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    result = queue.get(timeout=120)  # a hang fails here
     child.join(timeout=60)
-    proxy.shutdown()
+    return result
+
+
+def test_a_forbidden_bucket_falls_back(server, one_input_tgz, proxy, tmp_path):
+    url = server.add("/m", one_input_tgz)
+    proxy.fault = lambda method, path, query: ("status", 403) if "forbidden-bucket" in path else None
+    status, path, warnings = resolve_in_child(
+        url, "gs://forbidden-bucket/cache", tmp_path / "local", {"STORAGE_EMULATOR_HOST": proxy.url}
+    )
     assert status == "ok", path
     assert os.path.isfile(os.path.join(path, "saved_model.pb"))
     assert server.gets("/m") == 1
+    assert len([w for w in warnings if "cannot be used" in w]) == 1
+
+
+@pytest.mark.parametrize("stalled", ["the first request", "every request"])
+def test_an_unanswering_shared_tier_falls_back_to_the_origin(
+    server, one_input_tgz, bucket, proxy, tmp_path, stalled
+):
+    url = server.add("/m", one_input_tgz)
+    seen = []
+
+    def fault(method, path, query):
+        seen.append(path)
+        return "stall" if stalled == "every request" or len(seen) == 1 else None
+
+    proxy.fault = fault
+    env = {"STORAGE_EMULATOR_HOST": proxy.url, "BEAM_HUB_READ_TIMEOUT": "2", "BEAM_HUB_CONNECT_TIMEOUT": "2"}
+    status, path, warnings = resolve_in_child(url, f"{bucket}/c", tmp_path / "local", env)
+    assert status == "ok", path
+    assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+    assert server.gets("/m") == 1
+    assert proxy.count("stall") >= 1
+    fell_back = [w for w in warnings if "cannot be used" in w]
+    if stalled == "every request":
+        (warning,) = fell_back
+        assert "SharedTierTimeout" in warning and "BEAM_HUB_READ_TIMEOUT" in warning
+    else:  # gcsfs's own retry may recover within the deadline; if not, one warning says why
+        assert len(fell_back) <= 1 and all("SharedTierTimeout" in w for w in fell_back)
+
+
+@pytest.mark.parametrize("fault", ["apply-then-503", "apply-then-drop"])
+def test_a_worker_recognises_its_own_lock_when_the_answer_was_lost(
+    server, one_input_tgz, bucket, gcs, proxy, tmp_path, fault
+):
+    url = server.add("/m", one_input_tgz)
+    cache = f"{bucket}/c"
+    lock = f"{cache_key(url)}.lock.json"
+    faults = []
+
+    def inject(method, path, query):
+        # the first create-if-absent upload is the lock (the marker is the second)
+        if method == "POST" and query.get("ifGenerationMatch") == "0" and not faults:
+            faults.append(fault)
+            return fault
+        return None
+
+    proxy.fault = inject
+    # with a long TTL, waiting out its own lock would take a minute: the queue's timeout catches that
+    env = {"STORAGE_EMULATOR_HOST": proxy.url, "BEAM_HUB_REMOTE_LOCK_TTL": "600"}
+    status, path, warnings = resolve_in_child(url, cache, tmp_path / "local", env)
+    assert status == "ok", path
+    assert faults == [fault] and proxy.count(fault) == 1
+    assert server.gets("/m") == 1  # fetched from the origin once, by the lock's real owner
+    assert gcs.exists(f"{cache[5:]}/{cache_key(url)}.manifest.json")  # and shared
+    assert not gcs.exists(f"{cache[5:]}/{lock}")  # and the lock released
+    assert not [w for w in warnings if "cannot be used" in w]
+
+
+def test_a_marker_naming_paths_outside_the_entry_is_hostile(
+    server, one_input_tgz, bucket, gcs, tmp_path, caplog
+):
+    url = server.add("/m", one_input_tgz)
+    cache = f"{bucket}/c"
+    key = cache_key(url)
+    bad = "../../../victim/pwned.txt"
+    marker = {
+        "handle": url,
+        "source": url,
+        "files": {
+            "saved_model.pb": {"size": 3, "sha256": hashlib.sha256(b"abc").hexdigest()},
+            bad: {"size": 5, "sha256": hashlib.sha256(b"pwned").hexdigest()},
+        },
+    }
+    gcs.pipe_file(f"{cache[5:]}/{key}/saved_model.pb", b"abc")
+    gcs.pipe_file(f"{cache[5:]}/{key}/{bad}", b"pwned")
+    gcs.pipe_file(f"{cache[5:]}/{key}.manifest.json", json.dumps(marker).encode())
+    local = tmp_path / "deep" / "er" / "local"
+    with caplog.at_level(logging.WARNING, logger="beam_hub"):
+        path = beam_hub.resolve(url, cache_dir=cache, local_cache_dir=local)
+    assert not list(tmp_path.rglob("pwned.txt"))  # nothing written outside (or inside) the cache
+    assert server.gets("/m") == 1  # fetched from its origin instead
+    assert Manifest.read(path).quick_problems(path) == [] and "saved_model.pb" in Manifest.read(path).files
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and bad in warnings[0], warnings
+    # the hostile marker was replaced by a good one for the next machine
+    assert bad not in json.loads(gcs.cat_file(f"{cache[5:]}/{key}.manifest.json"))["files"]

@@ -1,7 +1,9 @@
 import hashlib
 import logging
 import os
+import re
 import shutil
+import tarfile
 
 import fsspec
 import pytest
@@ -18,6 +20,7 @@ from beam_hub.errors import (
     UnsupportedHandleError,
 )
 from beam_hub.resolvers import Resolver
+from hubserver import HubServer
 
 
 def entries(cache_dir):
@@ -253,3 +256,81 @@ def test_public_hubs_are_plain_http_handles(handle, url):
     parsed = parse_handle(handle)
     assert HttpResolver().is_supported(parsed)
     assert download_url(parsed) == url
+
+
+# --- hostile servers and planted entries ---------------------------------------------------------
+
+
+def test_a_pinned_handle_never_uses_an_entry_it_cannot_check(server, one_input_tgz, fruit, cache_dir):
+    """An entry written by tensorflow_hub (no manifest) or planted: fetched again and checked."""
+    url = server.add("/m", one_input_tgz)
+    pinned = f"{url}#sha256={hashlib.sha256(one_input_tgz).hexdigest()}"
+    planted = os.path.join(cache_dir, hashlib.sha1(pinned.encode()).hexdigest())
+    shutil.copytree(fruit, planted)  # another module, as a foreign tool would leave it
+    path = beam_hub.resolve(pinned)
+    assert path == planted and server.gets("/m") == 1
+    assert Manifest.read(path).archive_sha256 == hashlib.sha256(one_input_tgz).hexdigest()
+    assert beam_hub.load(pinned).signatures.keys() == {"default", "__call__"}  # the pinned module, not fruit
+    assert beam_hub.resolve(pinned) == path and server.gets("/m") == 1  # now a checked hit
+
+
+def test_a_pinned_handle_refetches_an_entry_recorded_with_another_archive(
+    server, one_input_tgz, fruit, archives, cache_dir
+):
+    url = server.add("/m", one_input_tgz)
+    pinned = f"{url}#sha256={hashlib.sha256(one_input_tgz).hexdigest()}"
+    path = beam_hub.resolve(pinned)
+    manifest = Manifest.read(path)
+    manifest.archive_sha256 = "f" * 64  # as if another archive had been cached under this handle
+    manifest.write(path)
+    assert beam_hub.resolve(pinned) == path and server.gets("/m") == 2
+    assert Manifest.read(path).archive_sha256 == hashlib.sha256(one_input_tgz).hexdigest()
+
+
+def test_an_archive_carrying_a_cache_manifest_is_downloaded_once(server, one_input, tmp_path):
+    """`tar czf` of a cache entry ships our manifest, which listed itself with the wrong size."""
+    entry = tmp_path / "entry"
+    shutil.copytree(one_input, entry)
+    Manifest.build(str(entry), "elsewhere").write(str(entry))
+    archive = tmp_path / "entry.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in sorted(os.listdir(entry)):
+            tar.add(entry / name, arcname=name)
+    url = server.add("/m", archive.read_bytes())
+    paths = {beam_hub.resolve(url) for _ in range(3)}
+    assert len(paths) == 1 and server.gets("/m") == 1
+    assert Manifest.read(paths.pop()).handle == url
+
+
+def test_a_redirect_loop_is_named(server):
+    server.add("/a", b"", mode="redirect", statuses=[302], location="/b")
+    server.add("/b", b"", mode="redirect", statuses=[301], location=server.url + "/a")
+    with pytest.raises(
+        DownloadError, match=r"Redirect loop: .*/a\?tf-hub-format=compressed -> .*/b -> .*/a -> .*/b"
+    ):
+        beam_hub.resolve(server.url + "/a")
+    assert server.gets("/a") == 2 and server.gets("/b") == 1  # once round the loop, not retried
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://example.com/m.tar.gz"])
+def test_a_redirect_off_http_is_refused_at_once(server, target, cache_dir):
+    server.add("/m", b"", mode="redirect", statuses=[302], location=target)
+    with pytest.raises(
+        DownloadError, match=f"redirected to '{re.escape(target)}': only http\\(s\\) redirects"
+    ):
+        beam_hub.resolve(server.url + "/m")
+    assert server.gets("/m") == 1 and entries(cache_dir) == []
+
+
+def test_redirects_across_hosts_work_as_tfhub_to_kaggle_to_storage_does(server, one_input_tgz):
+    storage = HubServer()
+    try:
+        signed = storage.add("/bucket/m.tar.gz", one_input_tgz) + "?X-Goog-Signature=abc"
+        server.add("/kaggle/m", b"", mode="redirect", statuses=[302], location=signed)
+        handle = server.add("/tfhub/m", b"", mode="redirect", statuses=[301], location="/kaggle/m")
+        path = beam_hub.resolve(handle)
+        assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+        assert storage.gets("/bucket/m.tar.gz") == 1
+        assert Manifest.read(path).archive_sha256 == hashlib.sha256(one_input_tgz).hexdigest()
+    finally:
+        storage.stop()

@@ -23,13 +23,13 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import filelock
 
 from beam_hub import settings
-from beam_hub.cache.base import Fill, cache_key
+from beam_hub.cache.base import Accept, Fill, cache_key
 from beam_hub.cache.manifest import MANIFEST_NAME, Manifest
 from beam_hub.errors import CacheError, OfflineCacheMissError
 from beam_hub.savedmodel import require_saved_model_dir, structural_problems
@@ -89,19 +89,23 @@ class LocalCache:
 
     # -- lookups -------------------------------------------------------------
 
-    def _problems(
-        self, path: str, accept: Callable[[Manifest], bool] | None = None
-    ) -> tuple[Manifest | None, list[str]]:
+    def _problems(self, path: str, accept: Accept | None = None) -> tuple[Manifest | None, list[str]]:
         manifest = Manifest.read(path)
         if manifest is not None:
             if accept is not None and not accept(manifest):
-                return manifest, [f"it is out of date ({manifest.source})"]
+                why = (
+                    f"it is out of date or not what the handle pins ({manifest.source}, archive sha256 "
+                    f"{manifest.archive_sha256 or 'unknown'})"
+                )
+                return manifest, [why]
             return manifest, manifest.quick_problems(path)
         if os.path.exists(os.path.join(path, MANIFEST_NAME)):
             return None, [f"{MANIFEST_NAME} is unreadable"]
+        if accept is not None:  # written by another tool or by hand: nothing to check it against
+            return None, ["it has no beam-hub manifest to check against the handle's requirements"]
         return None, structural_problems(path)
 
-    def get(self, handle: str, accept: Callable[[Manifest], bool] | None = None) -> str | None:
+    def get(self, handle: str, accept: Accept | None = None) -> str | None:
         """The entry's directory when it is present and whole (and ``accept``-ed), else None."""
         path = self.entry_dir(handle)
         if not os.path.isdir(path):
@@ -173,7 +177,7 @@ class LocalCache:
         fill: Fill,
         *,
         network: bool = True,
-        accept: Callable[[Manifest], bool] | None = None,
+        accept: Accept | None = None,
     ) -> str:
         """Return the entry for ``handle``, calling ``fill(staging_dir)`` once to create it if needed.
 

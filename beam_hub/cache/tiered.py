@@ -95,7 +95,7 @@ class TieredCache:
         target = os.path.join(staging, "shared")
         shutil.rmtree(target, ignore_errors=True)
         os.makedirs(target)
-        manifest = self.remote.fetch_into(key, target)
+        manifest = self.remote.fetch_into(key, target, handle)
         if manifest is None:
             return None
         log.info("Copied %s from the shared cache %s", handle, self.remote.url)

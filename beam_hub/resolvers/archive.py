@@ -6,7 +6,7 @@ import os
 import shutil
 
 from beam_hub.archive import ExtractedFiles, hoist_single_root, safe_extract
-from beam_hub.cache.base import Filled, ModuleCache
+from beam_hub.cache.base import Accept, Filled, ModuleCache
 from beam_hub.download import stream
 from beam_hub.errors import IntegrityError, ModuleNotFoundAtHandleError
 from beam_hub.handles import Handle
@@ -59,6 +59,14 @@ def fetch_archive(url: str, staging: str, handle: Handle) -> Filled:
     return _finish(extracted, target, handle, url)
 
 
+def pinned(handle: Handle) -> Accept | None:
+    """For a ``#sha256=`` handle: accept only cache entries whose recorded archive has that sha256."""
+    if handle.sha256 is None:
+        return None
+    pin = handle.sha256
+    return lambda manifest: manifest.archive_sha256 == pin
+
+
 class ArchiveResolver(Resolver):
     def is_supported(self, handle: Handle) -> bool:
         return handle.is_archive and not handle.is_http
@@ -73,5 +81,7 @@ class ArchiveResolver(Resolver):
             def fill(staging: str) -> Filled:
                 return extract_local(handle.location, staging, handle)
 
-            return cache.fetch(handle.raw, fill, network=False)
-        return cache.fetch(handle.raw, lambda staging: fetch_archive(handle.location, staging, handle))
+            return cache.fetch(handle.raw, fill, network=False, accept=pinned(handle))
+        return cache.fetch(
+            handle.raw, lambda staging: fetch_archive(handle.location, staging, handle), accept=pinned(handle)
+        )

@@ -74,11 +74,20 @@ def default_cache_dir() -> str:
     return default_local_cache_dir()
 
 
+def user_cache_base() -> str:
+    """$XDG_CACHE_HOME, else ~/.cache: where this user's caches live."""
+    xdg = _raw("XDG_CACHE_HOME")
+    return str((Path(xdg).expanduser() if xdg else Path.home() / ".cache").absolute())
+
+
 def default_local_cache_dir() -> str:
     """$XDG_CACHE_HOME/beam_hub, else ~/.cache/beam_hub."""
-    xdg = _raw("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return str(base.absolute() / "beam_hub")
+    return os.path.join(user_cache_base(), "beam_hub")
+
+
+def serve_pack_dir() -> str:
+    """Where `beam-hub serve` keeps the archives it packs: the user's cache, not a shared temp dir."""
+    return os.path.join(user_cache_base(), "beam_hub_serve", "packs")
 
 
 def offline() -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import beam_hub
-from beam_hub.cache import Manifest
+from beam_hub.cache import Manifest, cache_key
 from beam_hub.errors import DownloadError, IntegrityError
 from helpers import REPO
 
@@ -20,20 +20,11 @@ X = np.array([[1, 2, 3]], np.float32)
 
 
 class Served:
-    def __init__(self, root: str, *extra: str) -> None:
+    def __init__(self, root: str, *extra: str, pack_dir: str | None = "", env: dict | None = None) -> None:
+        packs = [] if pack_dir is None else ["--pack-dir", pack_dir or os.path.join(root, "..", "packs")]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "beam_hub",
-                "serve",
-                root,
-                "--port",
-                "0",
-                "--pack-dir",
-                os.path.join(root, "..", "packs"),
-                *extra,
-            ],
+            [sys.executable, "-m", "beam_hub", "serve", root, "--port", "0", *packs, *extra],
+            env={**os.environ, **(env or {})},
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -185,16 +176,19 @@ def test_twenty_concurrent_downloads_are_identical(served):
     assert len(digests) == 20 and len(set(digests)) == 1
 
 
-def test_uncompressed_protocol(root, tmp_path, monkeypatch):
-    mirror = tmp_path / "mirror"
-    shutil.copytree(os.path.join(root, "acme"), mirror / "acme", symlinks=True)
-    with_mirror = Served(root, "--uncompressed-base", f"file://{mirror}")
+def test_uncompressed_protocol(root, bucket, gcs, tmp_path, monkeypatch):
+    mirror = f"{bucket}/mirror"
+    gcs.put(os.path.join(root, "acme", "fruit", "1"), f"{mirror[5:]}/acme/fruit/1", recursive=True)
+    with_mirror = Served(root, "--uncompressed-base", mirror)
     plain = Served(root)
     try:
         status, headers, body = get(with_mirror.url + "/acme/fruit/1?tf-hub-format=uncompressed")
-        assert body.decode() == f"file://{mirror}/acme/fruit/1"  # the 303's body names the location
+        assert (
+            status == 303 and body.decode() == f"{mirror}/acme/fruit/1"
+        )  # the 303's body names the location
         monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", "UNCOMPRESSED")
-        assert beam_hub.resolve(with_mirror.url + "/acme/fruit/1") == str(mirror / "acme" / "fruit" / "1")
+        path = beam_hub.resolve(with_mirror.url + "/acme/fruit/1")
+        assert Manifest.read(path).source == f"{mirror}/acme/fruit/1"  # copied from the mirror into the cache
         assert get(plain.url + "/acme/fruit/1?tf-hub-format=uncompressed")[0] == 406
         with pytest.raises(DownloadError, match="offers no uncompressed format"):
             beam_hub.resolve(plain.url + "/acme/fruit/1")
@@ -203,6 +197,35 @@ def test_uncompressed_protocol(root, tmp_path, monkeypatch):
     finally:
         with_mirror.stop()
         plain.stop()
+
+
+def test_uncompressed_locations_go_through_the_shared_tier(root, bucket, gcs, tmp_path, monkeypatch):
+    mirror = f"{bucket}/mirror"
+    gcs.put(os.path.join(root, "acme", "fruit", "1"), f"{mirror[5:]}/acme/fruit/1", recursive=True)
+    served = Served(root, "--uncompressed-base", mirror)
+    monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", "UNCOMPRESSED")
+    try:
+        beam_hub.resolve(
+            served.url + "/acme/fruit/1", cache_dir=f"{bucket}/shared", local_cache_dir=tmp_path / "a"
+        )
+    finally:
+        served.stop()
+    location_key = cache_key(f"{mirror}/acme/fruit/1")
+    assert gcs.exists(f"{bucket[5:]}/shared/{location_key}.manifest.json")  # shared for the other machines
+
+
+@pytest.mark.parametrize("base", ["file://{mirror}", "{mirror}", "memory://mirror"])
+def test_a_server_cannot_point_the_client_at_local_files(root, tmp_path, monkeypatch, base):
+    mirror = tmp_path / "private"
+    shutil.copytree(os.path.join(root, "acme"), mirror / "acme", symlinks=True)
+    served = Served(root, "--uncompressed-base", base.format(mirror=mirror))
+    try:
+        for fmt in ("UNCOMPRESSED", "AUTO"):
+            monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", fmt)
+            with pytest.raises(DownloadError, match="may only point at remote storage"):
+                beam_hub.resolve(served.url + "/acme/fruit/1")
+    finally:
+        served.stop()
 
 
 # --- resolver side, against the fault-injecting test server ---------------------------------------
@@ -238,3 +261,38 @@ def test_etag_mismatch_caches_nothing(server, one_input_tgz, cache_dir):
     assert [n for n in os.listdir(cache_dir) if len(n) == 40] == []
     server.routes["/m"].etag = f'"{hashlib.sha256(one_input_tgz).hexdigest()}"'
     assert os.path.isdir(beam_hub.resolve(url))
+
+
+def test_two_roots_with_the_same_paths_never_share_a_pack(modules_dir, tmp_path):
+    """The default pack cache is the user's cache, keyed by content: ROOT2 never gets ROOT1's archive."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg"), "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    etags = {}
+    for name in ("one_input", "fruit"):
+        module = tmp_path / name / "team" / "m" / "1"
+        shutil.copytree(modules_dir[name], module)
+        served = Served(str(tmp_path / name), pack_dir=None, env=env)
+        try:
+            status, headers, body = get(served.url + "/team/m/1?tf-hub-format=compressed")
+        finally:
+            served.stop()
+        assert status == 200
+        etags[name] = headers["ETag"].strip('"')
+        assert etags[name] == hashlib.sha256(body).hexdigest()
+        assert etags[name] == beam_hub.pack(
+            str(module), str(tmp_path / f"{name}.tar.gz")
+        )  # this root's module
+    assert etags["one_input"] != etags["fruit"]
+    packs = [p for p in (tmp_path / "xdg" / "beam_hub_serve" / "packs").rglob("*.tar.gz")]
+    assert len(packs) == 2 and os.listdir(tmp_path / "tmp") == []
+
+
+def test_an_absurd_range_is_416_without_a_traceback(root):
+    served = Served(root)
+    try:
+        for header in ("bytes=" + "9" * 5000 + "-", "bytes=-" + "9" * 5000, "bytes=0-" + "9" * 5000):
+            status, headers, _ = get(served.url + "/acme/fruit/1?tf-hub-format=compressed", {"Range": header})
+            assert status == 416 and headers["Content-Range"].startswith("bytes */")
+    finally:
+        log = served.stop()
+    assert "Traceback" not in log and "Error" not in log

@@ -7,17 +7,18 @@ import email.utils
 import logging
 import os
 import re
-import tempfile
 from typing import Any
 
 from aiohttp import web
 
+from beam_hub import settings
 from beam_hub.serve.page import index_page, module_page
 from beam_hub.serve.store import Archive, Module, ModuleStore
 
 log = logging.getLogger("beam_hub.serve")
 CHUNK = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_MAX_RANGE_DIGITS = 20  # more than any file size; Python refuses int() of 4,300+ digits
 STORE = web.AppKey("store", ModuleStore)
 UNCOMPRESSED_BASE = web.AppKey("uncompressed_base", str)
 SPECS = web.AppKey("specs", dict)
@@ -32,7 +33,7 @@ def create_app(
             f"{root} is not a directory; `beam-hub serve` takes the folder holding the modules"
         )
     app = web.Application()
-    app[STORE] = ModuleStore(root, pack_dir or os.path.join(tempfile.gettempdir(), "beam_hub_serve_packs"))
+    app[STORE] = ModuleStore(root, pack_dir or settings.serve_pack_dir())
     app[UNCOMPRESSED_BASE] = (uncompressed_base or "").rstrip("/")
     app[SPECS] = {}
     app.router.add_get("/", _index)
@@ -97,6 +98,8 @@ async def _send_archive(request: web.Request, archive: Archive) -> web.StreamRes
     if_range = request.headers.get("If-Range")
     if wanted and (if_range is None or if_range == etag):
         match = _RANGE.match(wanted.strip())
+        if match and max(len(match.group(1)), len(match.group(2))) > _MAX_RANGE_DIGITS:
+            return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{archive.size}"})
         if match and (match.group(1) or match.group(2)):
             first, last = match.group(1), match.group(2)
             if first:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from dataclasses import dataclass
@@ -75,10 +76,19 @@ class ModuleStore:
         return sorted((m for m in out if m), key=lambda m: m.path)
 
     def archive(self, module: Module) -> Archive:
-        """The module's tar.gz (pre-packed, or packed once now) with its size and sha256."""
+        """The module's tar.gz (pre-packed, or packed once now) with its size and sha256.
+
+        Packs are keyed by what the directory holds (its real path, every file's name, size and
+        mtime), not by the URL path alone: another ROOT, or a changed module, never gets an old pack.
+        """
         if module.archive:
             return self._describe(module.archive)
-        target = os.path.join(self.pack_dir, *module.path.split("/")) + SUFFIX
+        if module.directory is None:
+            raise FileNotFoundError(f"{module.path} has neither a directory nor an archive")
+        target = (
+            os.path.join(self.pack_dir, *module.path.split("/"))
+            + f"-{_content_key(module.directory)}{SUFFIX}"
+        )
         with self._lock:
             lock = self._locks.setdefault(target, threading.Lock())
         with lock:
@@ -100,3 +110,15 @@ class ModuleStore:
                 digest = file_sha256(file)
             self._digests[key] = digest
         return Archive(file, st.st_size, st.st_mtime, digest)
+
+
+def _content_key(directory: str) -> str:
+    """A digest of the directory's identity and content listing (cheap: stats, no reads)."""
+    h = hashlib.sha256(os.path.realpath(directory).encode("utf-8", "surrogateescape"))
+    for dirpath, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(files):
+            st = os.stat(os.path.join(dirpath, name))
+            rel = os.path.relpath(os.path.join(dirpath, name), directory)
+            h.update(f"\0{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:20]

@@ -101,16 +101,19 @@ def cmd_cache(args: argparse.Namespace) -> int:
             )
         return 0
     if args.action == "verify":
-        results = cache.verify(deep=not args.quick)
+        results, removed = cache.repair(deep=not args.quick)
         bad = {path: problems for path, problems in results.items() if problems}
         for path in results:
             print(f"{'DAMAGED' if path in bad else 'ok     '}  {path}")
             for problem in bad.get(path, []):
                 print(f"           {problem}")
-        print(
-            f"{len(results) - len(bad)} whole, {len(bad)} damaged"
-            + (" (damaged entries are fetched again on their next resolve)" if bad else "")
-        )
+            if path in bad:
+                print(
+                    "           removed: its next resolve fetches it again"
+                    if path in removed
+                    else "           not removed: another process is fetching it right now"
+                )
+        print(f"{len(results) - len(bad)} whole, {len(bad)} damaged, {len(removed)} removed")
         return 1 if bad else 0
     if args.action == "prune":
         removed = cache.prune(args.older_than)

@@ -89,11 +89,26 @@ def load(
         custom = _custom_op_error(e, path)
         if custom:
             raise custom from e
+        damaged = _cached_copy_problems(path)
+        if damaged:
+            raise ModuleLoadError(
+                f"TensorFlow could not load the module {os.fspath(handle)!r}: its cached copy at {path} is "
+                f"damaged ({'; '.join(damaged[:3])}). Run `beam-hub cache verify` (it removes damaged "
+                f"entries, and the next load fetches the module again) or delete {path}."
+            ) from e
         raise ModuleLoadError(
             f"TensorFlow could not load the module {os.fspath(handle)!r} from {path} "
             f"(tags={tags!r}): {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
         ) from e
     return HubModule(obj, path=path, handle=os.fspath(handle), tags=tags, tf1=tf1)
+
+
+def _cached_copy_problems(path: str) -> list[str]:
+    """What is wrong with a cache entry's files (hashing them all), or [] when ``path`` is not one."""
+    from beam_hub.cache import Manifest
+
+    manifest = Manifest.read(path)
+    return manifest.deep_problems(path) if manifest is not None else []
 
 
 class HubModule:

@@ -215,3 +215,21 @@ def make_load_counter(path: str, loads_dir: str) -> str:
     for name in os.listdir(loads_dir):  # saving may have run the initializer: count loads only
         os.unlink(os.path.join(loads_dir, name))
     return path
+
+
+def make_weights(path: str, mb: int) -> str:
+    """A one-input module carrying ``mb`` MB of incompressible weights (for disk and size tests)."""
+    import tensorflow as tf
+
+    class Weights(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable(np.random.default_rng(0).standard_normal(mb * 2**18).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+        def serve(self, x):
+            return {"default": x * self.w[0]}
+
+    m = Weights()
+    tf.saved_model.save(m, path, signatures={"default": m.serve})
+    return path

@@ -5,6 +5,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 
 import beam_hub
@@ -216,3 +217,59 @@ def test_list_prune_clear(server, one_input_tgz, cache_dir):
     beam_hub.resolve(server.url + "/b")  # a hit refreshes last use only hourly; b is fresh anyway
     assert [e.path for e in cache.clear()] == [b]
     assert cache.entries() == []
+
+
+def test_verify_removes_damaged_entries_so_the_next_resolve_heals(server, one_input_tgz, cache_dir):
+    """A file changed in place at the same size: verify finds it, and the next resolve really refetches."""
+    from helpers import run_cli
+
+    url = server.add("/m", one_input_tgz)
+    path = beam_hub.resolve(url)
+    data = glob.glob(os.path.join(path, "variables", "variables.data-*"))[0]
+    with open(data, "r+b") as f:
+        f.write(b"\xde\xad")
+    with pytest.raises(beam_hub.errors.ModuleLoadError) as e:
+        beam_hub.load(url)  # the stat check passes (same size); TensorFlow's checksum fails
+    assert f"cached copy at {path} is damaged" in str(e.value) and "beam-hub cache verify" in str(e.value)
+    proc = run_cli("cache", "verify", check=False)
+    assert proc.returncode == 1 and "removed: its next resolve fetches it again" in proc.stdout
+    assert "0 whole, 1 damaged, 1 removed" in proc.stdout and not os.path.exists(path)
+    assert beam_hub.load(url)(np.ones((1, 3), np.float32)).tolist() == [[6.0]]
+    assert server.gets("/m") == 2
+    assert "1 whole, 0 damaged" in run_cli("cache", "verify").stdout
+
+
+def test_a_full_disk_is_one_clear_line_and_leaves_no_stray_files(server, tmp_path):
+    """The cache on a 1 MiB tmpfs (a private mount namespace), a module of 3 MiB of weights."""
+    import shutil
+    import subprocess
+    import sys
+
+    import modules
+    from helpers import REPO
+
+    if not shutil.which("unshare"):
+        pytest.skip("needs util-linux's unshare to mount a small tmpfs")
+    module = modules.make_weights(str(tmp_path / "big"), mb=3)
+    beam_hub.pack(module, str(tmp_path / "big.tar.gz"))
+    url = server.add("/big", (tmp_path / "big.tar.gz").read_bytes())
+    small = tmp_path / "small"
+    small.mkdir()
+    script = (
+        f"mount -t tmpfs -o size=1m none {small} || exit 77; "
+        f'{sys.executable} -m beam_hub --cache-dir {small}/cache resolve {url}; echo "exit=$?"; '
+        f"ls -A {small}/cache"
+    )
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    if proc.returncode == 77:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    out = proc.stdout.splitlines()
+    assert "exit=2" in out, proc.stdout + proc.stderr
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert err[0].startswith(f"beam-hub: error: No space left on the disk of the module cache {small}/cache")
+    assert "bytes were written" in err[0] and "bytes are free" in err[0]
+    leftovers = out[out.index("exit=2") + 1 :]
+    assert [n for n in leftovers if not n.endswith(".beam_hub.lock")] == []  # no staging, no temp descriptor

@@ -64,6 +64,8 @@ def test_cache_commands(server, one_input_tgz, cache_dir):
         f.write(b"\xde\xad")
     proc = run_cli("cache", "verify", check=False)
     assert proc.returncode == 1 and "DAMAGED" in proc.stdout and "content differs" in proc.stdout
+    assert not os.path.exists(path)  # removed, so the next resolve fetches it again
+    assert run_cli("resolve", url).stdout.strip() == path and server.gets("/m") == 2
     assert "removed 0 entries" in run_cli("cache", "prune", "--older-than", "30").stdout
     assert "removed 1 entries" in run_cli("cache", "clear").stdout
     assert not os.path.exists(path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import glob
 import logging
 import os
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 _KEY = re.compile(r"^[0-9a-f]{40}$")
 _TOUCH_EVERY_S = 3600.0
 _LOCK_POLL_S = 10.0
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass
@@ -213,21 +215,39 @@ class LocalCache:
             staging = self._staging_dir(cache_key(handle))
             os.makedirs(staging)
             try:
-                filled = fill(staging)
-                require_saved_model_dir(filled.root, handle)
-                extra = {"source": filled.source, "archive_sha256": filled.archive_sha256}
-                manifest = (
-                    Manifest(handle, dict(filled.files), **extra)
-                    if filled.files is not None
-                    else Manifest.build(filled.root, handle, **extra)
-                )
-                manifest.write(filled.root)
-                self._write_descriptor(handle, path)
-                os.rename(filled.root, path)
+                self._fill_and_publish(handle, fill, staging, path)
+            except OSError as e:
+                if e.errno not in _DISK_FULL:
+                    raise
+                raise self._disk_full(handle, staging) from e
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         log.info("Cached %s at %s", handle, path)
         return path
+
+    def _fill_and_publish(self, handle: str, fill: Fill, staging: str, path: str) -> None:
+        filled = fill(staging)
+        require_saved_model_dir(filled.root, handle)
+        extra = {"source": filled.source, "archive_sha256": filled.archive_sha256}
+        manifest = (
+            Manifest(handle, dict(filled.files), **extra)
+            if filled.files is not None
+            else Manifest.build(filled.root, handle, **extra)
+        )
+        manifest.write(filled.root)
+        self._write_descriptor(handle, path)
+        os.rename(filled.root, path)
+
+    def _disk_full(self, handle: str, staging: str) -> CacheError:
+        written = _tree_size(staging)
+        shutil.rmtree(staging, ignore_errors=True)
+        free = shutil.disk_usage(self.root).free
+        return CacheError(
+            f"No space left on the disk of the module cache {self.root} while fetching {handle!r}: "
+            f"{written} bytes were written before it filled up, so the module needs more than that "
+            f"({free} bytes are free). Free space (e.g. `beam-hub cache prune --older-than DAYS`) or "
+            "point TFHUB_CACHE_DIR at a larger disk."
+        )
 
     def _write_descriptor(self, handle: str, path: str) -> None:
         text = (
@@ -235,9 +255,14 @@ class LocalCache:
             f"Downloader Hostname: {socket.gethostname()} (PID:{os.getpid()})"
         )
         tmp = f"{path}.descriptor.txt.{uuid.uuid4().hex}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, f"{path}.descriptor.txt")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, f"{path}.descriptor.txt")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def _discard(self, path: str) -> None:
         """Make an entry disappear at once (rename), then delete it."""
@@ -285,6 +310,19 @@ class LocalCache:
             else:
                 result[entry.path] = (manifest.deep_problems if deep else manifest.quick_problems)(entry.path)
         return result
+
+    def repair(self, *, deep: bool = True) -> tuple[dict[str, list[str]], set[str]]:
+        """:meth:`verify`, then remove each damaged entry (unless another process is fetching it
+        right now) so that its next resolve really fetches it again. Returns the problems by
+        entry path and the paths removed."""
+        results = self.verify(deep=deep)
+        entries = {e.path: e for e in self.entries()}
+        removed = {
+            path
+            for path, problems in results.items()
+            if problems and path in entries and self.remove(entries[path])
+        }
+        return results, removed
 
     def remove(self, entry: EntryInfo) -> bool:
         """Delete one entry under its lock; False if another process is fetching it right now."""

@@ -65,9 +65,14 @@ class Manifest:
         """Write atomically (temp file, then rename) into ``module_dir``."""
         path = os.path.join(module_dir, MANIFEST_NAME)
         tmp = f"{path}.{uuid.uuid4().hex}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(), f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.to_json(), f, indent=1, sort_keys=True)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
     @classmethod
     def read(cls, module_dir: str) -> Manifest | None:

@@ -13,14 +13,17 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 
 from beam_hub import settings
 from beam_hub.errors import BeamHubError, DownloadError, ModuleNotFoundAtHandleError, TruncatedDownloadError
-from beam_hub.http_stream import HttpResponse, HttpStatusError, open_url
 from beam_hub.progress import download_callback
 from beam_hub.sinks import Sink, SinkFailed
+
+if TYPE_CHECKING:
+    from beam_hub.http_stream import HttpResponse
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,28 @@ _CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _SHA256_ETAG = re.compile(r'^(?:W/)?"?([0-9a-fA-F]{64})"?$')
 _MAX_LOCATION_BYTES = 64 << 10
+
+
+class HttpStatusError(Exception):
+    """The server answered with an error status (``status``); ``reason`` is its reason phrase."""
+
+    def __init__(self, url: str, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}".strip())
+        self.url = url
+        self.status = status
+        self.reason = reason
+
+
+def timeout_options(url: str) -> dict[str, Any]:
+    """fsspec options giving ``url``'s file system per-request connect and read timeouts
+    (BEAM_HUB_CONNECT_TIMEOUT, BEAM_HUB_READ_TIMEOUT) where it takes them (gcsfs)."""
+    if fsspec.utils.get_protocol(url) in ("gs", "gcs"):
+        import aiohttp
+
+        connect, read = settings.connect_timeout(), settings.read_timeout()
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read)
+        return {"requests_timeout": timeout}
+    return {}
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -161,6 +186,8 @@ def _http_attempt(url: str, transfer: _Transfer, open_sink: Callable[[], Sink], 
         headers["Range"] = f"bytes={transfer.received}-"
         if transfer.etag:
             headers["If-Range"] = transfer.etag
+    from beam_hub.http_stream import open_url  # aiohttp: imported on the first download only
+
     with open_url(url, headers=headers) as response:
         if response.status >= 400:
             raise HttpStatusError(response.url, response.status, response.reason)
@@ -203,7 +230,7 @@ def _copy_body(response: HttpResponse, transfer: _Transfer, what: str) -> None:
 
 def _stream_fsspec(url: str, open_sink: Callable[[], Sink], what: str, storage_options: dict) -> Received:
     """Any other fsspec URL: one streamed read (backends such as gcsfs retry on their own)."""
-    fs, path = fsspec.core.url_to_fs(url, **storage_options)
+    fs, path = fsspec.core.url_to_fs(url, **{**timeout_options(url), **storage_options})
     transfer = _Transfer(open_sink())
     callback = download_callback(what)
     try:
@@ -237,6 +264,8 @@ def uncompressed_location(url: str) -> str | None:
 
     asked = with_format_query(url, "uncompressed")
     try:
+        from beam_hub.http_stream import open_url
+
         response = open_url(asked, follow_redirects=False)
     except BeamHubError:
         raise

@@ -42,6 +42,11 @@ class UnsafeArchiveError(BeamHubError, ValueError):
     """An archive member would escape its directory, is a link or device, or is absurdly large."""
 
 
+class UnsafePathError(BeamHubError, ValueError):
+    """A name from outside (a listing, a manifest, a location) would point outside where it belongs,
+    or what it lists exceeds the caps; nothing of it is used."""
+
+
 class OfflineCacheMissError(BeamHubError, LookupError):
     """Offline mode (BEAM_HUB_OFFLINE=1) and the handle is not in the cache."""
 

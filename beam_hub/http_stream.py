@@ -22,16 +22,6 @@ MAX_REDIRECTS = 10
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
-class HttpStatusError(Exception):
-    """The server answered with an error status (``status``); ``reason`` is its reason phrase."""
-
-    def __init__(self, url: str, status: int, reason: str) -> None:
-        super().__init__(f"HTTP {status} {reason}".strip())
-        self.url = url
-        self.status = status
-        self.reason = reason
-
-
 def client_timeout() -> aiohttp.ClientTimeout:
     """Connect and read timeouts from the settings (no total: big modules take as long as they take)."""
     connect = settings.connect_timeout()

@@ -334,3 +334,14 @@ def test_redirects_across_hosts_work_as_tfhub_to_kaggle_to_storage_does(server, 
         assert Manifest.read(path).archive_sha256 == hashlib.sha256(one_input_tgz).hexdigest()
     finally:
         storage.stop()
+
+
+def test_a_remote_directory_listing_cannot_write_outside_the_entry(one_input, cache_dir, tmp_path):
+    fs = fsspec.filesystem("memory")
+    fs.put(one_input, "/evil/m", recursive=True)
+    fs.pipe("/evil/m/variables/../../../../escape.txt", b"evil")
+    with pytest.raises(
+        beam_hub.errors.UnsafePathError, match=r"names '/evil/m/variables/\.\./\.\./\.\./\.\./escape\.txt'"
+    ):
+        beam_hub.resolve("memory://evil/m")
+    assert not list(tmp_path.rglob("escape.txt")) and entries(cache_dir) == []

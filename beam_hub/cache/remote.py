@@ -38,38 +38,22 @@ import fsspec
 
 from beam_hub import settings
 from beam_hub.cache.manifest import Manifest
+from beam_hub.download import timeout_options
 from beam_hub.files import join_inside
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
 _MIN_RATE = 1 << 20  # bytes/s a shared-tier copy must at least reach before it is given up
-_GCS = ("gs", "gcs")
 
 
 class SharedTierTimeout(TimeoutError):
     """A shared-tier operation missed its deadline; the caller falls back to the origin."""
 
 
-def storage_options(protocol: str) -> dict[str, Any]:
-    """Per-request connect and read timeouts for the file systems that take them (gcsfs)."""
-    if protocol in _GCS:
-        import aiohttp
-
-        connect, read = settings.connect_timeout(), settings.read_timeout()
-        return {
-            "requests_timeout": aiohttp.ClientTimeout(
-                total=None, connect=connect, sock_connect=connect, sock_read=read
-            )
-        }
-    return {}
-
-
 class RemoteCache:
     def __init__(self, url: str, *, lock_ttl: float | None = None, poll_max: float = 5.0) -> None:
         self.url = url.rstrip("/")
-        self.fs, root = fsspec.core.url_to_fs(
-            self.url, **storage_options(fsspec.utils.get_protocol(self.url))
-        )
+        self.fs, root = fsspec.core.url_to_fs(self.url, **timeout_options(self.url))
         self.root = root.rstrip("/")
         self.lock_ttl = settings.remote_lock_ttl() if lock_ttl is None else lock_ttl
         self.poll_max = poll_max

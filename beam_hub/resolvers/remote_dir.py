@@ -6,14 +6,50 @@ import os
 
 import fsspec
 
+from beam_hub import settings
+from beam_hub.archive import MAX_MEMBERS
 from beam_hub.cache.base import Filled, ModuleCache
-from beam_hub.errors import ModuleNotFoundAtHandleError, NotASavedModelError
+from beam_hub.download import timeout_options
+from beam_hub.errors import ModuleNotFoundAtHandleError, NotASavedModelError, UnsafePathError
+from beam_hub.files import join_inside
 from beam_hub.handles import Handle
 from beam_hub.progress import download_callback
 from beam_hub.resolvers.base import Resolver
 from beam_hub.savedmodel import SAVED_MODEL_FILES
 
 _IN_PROCESS = {"memory"}
+
+
+def _checked_listing(
+    fs: fsspec.AbstractFileSystem, path: str, target: str, handle: Handle
+) -> tuple[list[str], list[str], int]:
+    """(remote files, local paths, total bytes) of the directory, every listed name checked and
+    the listing held to the archive caps (member count, BEAM_HUB_MAX_EXTRACT_BYTES)."""
+    listing = fs.find(path, detail=True)
+    if len(listing) > MAX_MEMBERS:
+        raise UnsafePathError(
+            f"Module handle {handle.raw!r}: {handle.location} holds more than {MAX_MEMBERS} files."
+        )
+    remote, local, total = [], [], 0
+    for full, info in sorted(listing.items()):
+        try:
+            local.append(join_inside(target, full[len(path) :].lstrip("/")))
+        except ValueError as e:
+            raise UnsafePathError(
+                f"Module handle {handle.raw!r}: the listing of {handle.location} names {full!r} ({e}); "
+                "refusing to copy it."
+            ) from None
+        remote.append(full)
+        total += int(info.get("size") or 0)
+    cap = settings.max_extract_bytes()
+    if total > cap:
+        raise UnsafePathError(
+            f"Module handle {handle.raw!r}: {handle.location} holds {total} bytes, more than "
+            f"BEAM_HUB_MAX_EXTRACT_BYTES={cap}. Raise it if the module really is that large."
+        )
+    for file in local:
+        os.makedirs(os.path.dirname(file), exist_ok=True)
+    return remote, local, total
 
 
 class RemoteDirResolver(Resolver):
@@ -24,7 +60,7 @@ class RemoteDirResolver(Resolver):
 
     def __call__(self, handle: Handle, cache: ModuleCache) -> str:
         def fill(staging: str) -> Filled:
-            fs, path = fsspec.core.url_to_fs(handle.location)
+            fs, path = fsspec.core.url_to_fs(handle.location, **timeout_options(handle.location))
             path = path.rstrip("/")
             if not fs.isdir(path):
                 raise ModuleNotFoundAtHandleError(
@@ -37,9 +73,11 @@ class RemoteDirResolver(Resolver):
                     f"(found: {sorted(names)[:10] or 'nothing'}). Point it at the SavedModel directory."
                 )
             target = os.path.join(staging, "module")
+            remote, local, total = _checked_listing(fs, path, target, handle)
             callback = download_callback(handle.location)
+            callback.set_size(total)
             try:
-                fs.get(path + "/", target + "/", recursive=True, callback=callback)
+                fs.get(remote, local, callback=callback)
             finally:
                 callback.close()
             return Filled(root=target, source=handle.location)

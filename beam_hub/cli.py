@@ -143,9 +143,22 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     try:
         return embed_main(args.beam_args)
-    except (ValueError, FileNotFoundError) as e:  # bad flags or inputs: one clear line, no traceback
-        print(f"beam-hub: error: {e}", file=sys.stderr)
+    except (BeamHubError, ValueError, FileNotFoundError) as e:  # bad flags, inputs or module: one clear line
+        print(f"beam-hub: error: {_first_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:
+        logging.getLogger("beam_hub.embed").debug("the job failed", exc_info=True)
+        print(
+            f"beam-hub: error: the embedding job failed: {type(e).__name__}: {_first_line(e)} "
+            "(run `beam-hub -v embed ...` for the details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -230,6 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # before anything imports TensorFlow: no native start-up noise (oneDNN, CUDA probes) unless the
+    # user set TF_CPP_MIN_LOG_LEVEL
+    from beam_hub.native_stderr import quiet_tensorflow
+
+    quiet = quiet_tensorflow()
+    try:
+        return _main(argv)
+    finally:
+        if quiet is not None:
+            quiet.close()
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "embed":  # everything else goes to the job's (Beam) option parser

@@ -74,3 +74,27 @@ def with_columns(batch: Any, new: Mapping[str, np.ndarray]) -> Any:
             )
         out = out.append_column(name, array)
     return out
+
+
+def take(batch: Any, start: int, length: int) -> Any:
+    """Rows ``start`` to ``start + length`` of the batch, as a batch of the same kind."""
+    if is_arrow(batch):
+        return batch.slice(start, length)
+    return {k: np.asarray(v)[start : start + length] for k, v in batch.items()}
+
+
+def row(batch: Any, i: int) -> dict[str, Any]:
+    """Row ``i`` as a dict of Python values (for a dead letter)."""
+    if is_arrow(batch):
+        return batch.slice(i, 1).to_pylist()[0]
+    return {k: np.asarray(v)[i].tolist() for k, v in batch.items()}
+
+
+def concat(batches: list[Any]) -> Any:
+    """One batch of every row of ``batches`` (all of one kind and schema), in order."""
+    if is_arrow(batches[0]):
+        import pyarrow as pa
+
+        tables = [pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b for b in batches]
+        return pa.concat_tables(tables)
+    return {k: np.concatenate([np.asarray(b[k]) for b in batches]) for k in batches[0]}

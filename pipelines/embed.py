@@ -1,40 +1,44 @@
-"""The batch embedding job: texts in, one embedding per text out.
+"""The batch embedding job: texts in, one embedding per text out, bad records set aside.
 
     beam-hub embed --input PATTERN --output PREFIX [--module HANDLE] [--format parquet|jsonl|tfrecord]
-                   [--text-field text] [--id-field id] [any Beam pipeline option]
+                   [--text-field text] [--id-field id] [--max-errors N] [any Beam pipeline option]
 
 Inputs (by extension, or --input-format): text files (one text a line; the id is the line number),
 JSONL, CSV (with a header), Parquet, and TFRecord files of tf.train.Examples. Every output record
 keeps the id (and, for JSONL and Parquet inputs, the other fields) and adds ``embedding`` (a list
-of float32). Parquet and TFRecord inputs take a columnar path (ReadFromParquetBatched, tfx-bsl's
-TFXIO): whole Arrow record batches go through the module and out again. Runs locally on Beam's
-in-process runner unless --runner says otherwise (e.g. DataflowRunner).
+of float32). Parquet and TFRecord inputs take a columnar path: whole Arrow record batches go
+through the module and out again. A record that cannot be used (unreadable, no text, or one the
+module fails on) goes to PREFIX-errors-*.jsonl with its file, position and error; the exit
+status is 1 when any was rejected (more than --max-errors). Runs locally on Beam's in-process
+runner unless --runner says otherwise (e.g. DataflowRunner).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import apache_beam as beam
-import numpy as np
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import beam_hub
+from beam_hub.beam.options import HubOptions  # noqa: F401 - registers --hub_cache_dir before flags are checked
+from pipelines import embed_io
 from pipelines.io import (
+    ERRORS,
     FORMAT_NAMES,
     LOCAL_RUNNERS,
     Located,
-    csv_header,
+    dead_letter,
     input_format,
     match_files,
+    read_batches,
     read_records,
     setup_logging,
     with_default_runner,
@@ -42,6 +46,8 @@ from pipelines.io import (
 
 DEFAULT_MODULE = "builtin://all-MiniLM-L6-v2"
 FORMATS = ("parquet", "jsonl", "tfrecord")
+COUNTERS = "beam_hub.embed"
+_SOURCE, _ROW = "__beam_hub_source", "__beam_hub_row"  # provenance columns on the columnar path
 log = logging.getLogger("beam_hub.embed")
 
 
@@ -72,14 +78,14 @@ class EmbedOptions(PipelineOptions):
             "--text_field",
             dest="text_field",
             default="text",
-            help="field or column holding the text (JSONL, CSV, Parquet)",
+            help="field or column holding the text (JSONL, CSV, Parquet, TFRecord)",
         )
         parser.add_argument(
             "--id-field",
             "--id_field",
             dest="id_field",
             default="id",
-            help="field or column holding the record id (JSONL, CSV, Parquet)",
+            help="field or column holding the record id (JSONL, CSV, Parquet, TFRecord)",
         )
         parser.add_argument("--signature", default=None, help="module signature (default: its default)")
         parser.add_argument(
@@ -90,227 +96,245 @@ class EmbedOptions(PipelineOptions):
             default=256,
             help="largest batch given to the module",
         )
-
-
-# --- reading -----------------------------------------------------------------------------------
-
-
-def _json_record(record: Any, text_field: str) -> dict[str, Any]:
-    if not isinstance(record, dict) or text_field not in record:
-        keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-        raise ValueError(f"JSONL record has no field {text_field!r} (fields: {keys}); pass --text-field")
-    return record
-
-
-def _to_record(located: Located, fmt: str, text_field: str, id_field: str, with_file: bool) -> dict[str, Any]:
-    """The record to embed: text lines get their line number as id (and the file, from several
-    files); CSV rows their id column (else the line number); JSONL objects stay whole."""
-    record = located.record
-    if fmt == "jsonl":
-        return _json_record(record, text_field)
-    if fmt == "csv":
-        return {"id": record.get(id_field, str(located.position)), "text": record[text_field]}
-    out = {"id": located.position, "text": record["text"]}
-    if with_file:
-        out["file"] = located.source
-    return out
-
-
-def _read_parquet(p: beam.Pipeline, pattern: str, first: str, text_field: str):
-    """Whole record batches from Parquet files, and their Arrow schema."""
-    import pyarrow.parquet as pq
-
-    with FileSystems.open(first) as f:
-        schema = pq.read_schema(f)
-    if text_field not in schema.names:
-        raise ValueError(f"{first} has no column {text_field!r} (columns: {schema.names}); pass --text-field")
-    return p | "Read" >> beam.io.ReadFromParquetBatched(pattern), schema
-
-
-def _read_examples(p: beam.Pipeline, pattern: str, first: str, text_field: str, id_field: str, batch: int):
-    """Record batches of (id, text) from TFRecord files of tf.train.Examples (tfx-bsl's TFXIO)."""
-    import pyarrow as pa
-    import tensorflow as tf
-    from tensorflow_metadata.proto.v0 import schema_pb2
-    from tfx_bsl.public import tfxio
-
-    from beam_hub.examples import feature_kinds
-
-    (record,) = list(tf.data.TFRecordDataset(first).take(1).as_numpy_iterator()) or [None]
-    if record is None:
-        raise ValueError(f"{first} holds no records")
-    features = feature_kinds(record)
-    if text_field not in features:
-        raise ValueError(
-            f"the tf.Examples in {first} have no feature {text_field!r} (features: {sorted(features)}); "
-            "pass --text-field"
+        parser.add_argument(
+            "--max-errors",
+            "--max_errors",
+            dest="max_errors",
+            type=int,
+            default=0,
+            help="rejected records allowed before the exit status is 1 (default 0)",
         )
-    kinds = {
-        "bytes_list": (schema_pb2.BYTES, pa.large_binary()),
-        "int64_list": (schema_pb2.INT, pa.int64()),
-        "float_list": (schema_pb2.FLOAT, pa.float32()),
-    }
-    schema = schema_pb2.Schema()
-    arrow = []
-    for name in (id_field, text_field):
-        if name not in features or features[name] not in kinds:
-            continue
-        tfmd_type, arrow_type = kinds[features[name]]
-        feature = schema.feature.add()
-        feature.name, feature.type = name, tfmd_type
-        arrow.append(pa.field(name, arrow_type))
-    source = tfxio.TFExampleRecord(pattern, schema=schema)
-    batches = (
-        p | "Read" >> source.BeamSource(batch_size=batch) | "OneValueEach" >> beam.Map(_one_value_per_row)
+
+
+def _counted(name: str) -> Any:
+    counter = Metrics.counter(COUNTERS, name)
+
+    def count(element: Any, n: int = 1) -> Any:
+        counter.inc(n)
+        return element
+
+    return count
+
+
+# --- the per-element path (text, JSONL, CSV) -------------------------------------------------------
+
+
+class _TextOf(beam.DoFn):
+    """A located record -> (located record to embed, its text); no usable text -> a dead letter."""
+
+    def __init__(self, fmt: str, text_field: str, id_field: str, with_file: bool) -> None:
+        self._fmt, self._text_field, self._id_field, self._with_file = fmt, text_field, id_field, with_file
+
+    def process(self, located: Located) -> Iterable[Any]:
+        record = located.record
+        if self._fmt == "text":
+            out = {"id": located.position, "text": record["text"]}
+            if self._with_file:
+                out["file"] = located.source
+            yield located._replace(record=out), out["text"]
+            return
+        text = record.get(self._text_field)
+        if not isinstance(text, str):
+            why = "missing" if self._text_field not in record else f"not a string but {type(text).__name__}"
+            error = f"the text field {self._text_field!r} is {why}"
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, dead_letter(located.source, located.position, error, record)
+            )
+            return
+        if self._fmt == "csv":  # the id column, else the line number; nothing else is kept
+            record = {"id": record.get(self._id_field, str(located.position)), "text": text}
+        yield located._replace(record=record), text
+
+
+def _attach(located: Located, embedding: Any, drop_text: bool) -> Located:
+    record = {k: v for k, v in located.record.items() if not (drop_text and k == "text")}
+    record["embedding"] = embedding.tolist()
+    return located._replace(record=record)
+
+
+def _failed_row(failed: Any) -> dict[str, Any]:
+    located, _text = failed.element
+    return dead_letter(located.source, located.position, f"the module failed: {failed.error}", located.record)
+
+
+def _per_element(p: beam.Pipeline, opts: Any, fmt: str, paths: list[str], apply: dict[str, Any]):
+    records, read_errors = read_records(p, opts.input, fmt)
+    if fmt == "csv":
+        embed_io.require_column(paths[0], opts.text_field)
+    texts = records | "Text" >> beam.ParDo(
+        _TextOf(fmt, opts.text_field, opts.id_field, len(paths) > 1)
+    ).with_outputs(ERRORS, main="texts")
+    embedded, failed = (
+        texts.texts
+        | "Embed" >> beam_hub.ApplyHubModule(opts.module, keyed=True, **apply).with_exception_handling()
     )
-    return batches, pa.schema(arrow)
+    drop_text = fmt in ("text", "csv")
+    rows = embedded | "Attach" >> beam.MapTuple(
+        lambda located, embedding: _attach(located, embedding, drop_text)
+    )
+    errors = [read_errors, texts[ERRORS], failed | "FailedRows" >> beam.Map(_failed_row)]
+    return rows, errors
 
 
-def _one_value_per_row(batch: Any) -> Any:
-    """TFXIO gives every feature as a list column; ours hold one value per example."""
+# --- the columnar path (Parquet, TFRecord) -----------------------------------------------------------
+
+
+class _UsableRows(beam.DoFn):
+    """A located Arrow table -> the rows with a text (plus provenance columns) and dead letters
+    for the others. TFRecord columns are lists: a feature must hold exactly one value."""
+
+    def __init__(self, text_field: str, lists: bool) -> None:
+        self._text_field, self._lists = text_field, lists
+
+    def process(self, located: Located) -> Iterable[Any]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = located.record
+        if self._lists:
+            table = _one_value_per_row(table)
+        column = table.column(self._text_field)
+        is_text = (
+            pa.types.is_string(column.type)
+            or pa.types.is_large_string(column.type)
+            or pa.types.is_binary(column.type)
+            or pa.types.is_large_binary(column.type)
+        )
+        usable = pc.is_valid(column) if is_text else pa.array([False] * table.num_rows)
+        bad = pc.invert(usable).to_numpy(zero_copy_only=False).nonzero()[0]
+        for i in bad:
+            error = f"the text field {self._text_field!r} is " + (
+                "missing or null" if is_text else f"of type {column.type}, not text"
+            )
+            row = table.slice(int(i), 1).to_pylist()[0]
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, dead_letter(located.source, located.position + int(i), error, row)
+            )
+        rows = pa.array(range(located.position, located.position + table.num_rows), pa.int64())
+        table = table.append_column(_SOURCE, pa.array([located.source] * table.num_rows, pa.string()))
+        table = table.append_column(_ROW, rows).filter(usable)
+        if table.num_rows:
+            yield table
+
+
+def _one_value_per_row(table: Any) -> Any:
+    """TFRecord features come as list columns; a row whose list does not hold one value gets null."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     columns = []
-    for name, column in zip(batch.schema.names, batch.columns):
-        lengths = pc.list_value_length(column)
-        if pc.any(pc.not_equal(lengths, 1)).as_py() or column.null_count:
-            raise ValueError(f"feature {name!r} must hold exactly one value in every tf.Example")
-        columns.append(pc.list_flatten(column))
-    return pa.Table.from_arrays(columns, names=batch.schema.names)
+    for column in table.columns:
+        column = column.combine_chunks()
+        one = pc.fill_null(pc.equal(pc.list_value_length(column), 1), False)
+        first = pc.list_element(pc.if_else(one, column, pa.scalar(None, column.type)), 0)
+        columns.append(first)
+    return pa.Table.from_arrays(columns, names=table.column_names)
 
 
-# --- writing -----------------------------------------------------------------------------------
+def _failed_table_row(failed: Any) -> dict[str, Any]:
+    row = dict(failed.element)
+    source, position = row.pop(_SOURCE, ""), row.pop(_ROW, None)
+    return dead_letter(source, position, f"the module failed: {failed.error}", row)
 
 
-def _jsonl_line(record: dict[str, Any], id_field: str) -> str:
-    return json.dumps({"id": record.get(id_field), "embedding": record["embedding"]}, ensure_ascii=False)
-
-
-def _example(record: dict[str, Any], id_field: str) -> bytes:
-    from beam_hub.examples import serialize
-
-    ident = record.get(id_field)
-    return serialize(
-        {
-            "id": ident if isinstance(ident, int) else str(ident),
-            "embedding": np.asarray(record["embedding"], np.float32),
-        }
+def _columnar(p: beam.Pipeline, opts: Any, fmt: str, paths: list[str], apply: dict[str, Any]):
+    features = (
+        embed_io.tfrecord_features(paths[0], opts.text_field, opts.id_field) if fmt == "tfrecord" else None
     )
+    schema = (
+        embed_io.parquet_schema(paths[0], opts.text_field)
+        if fmt == "parquet"
+        else embed_io.tfrecord_schema(features)
+    )
+    batches, read_errors = read_batches(p, opts.input, fmt, opts.batch_size, features)
+    usable = batches | "Rows" >> beam.ParDo(_UsableRows(opts.text_field, fmt == "tfrecord")).with_outputs(
+        ERRORS, main="tables"
+    )
+    embedded, failed = (
+        usable.tables
+        | "Embed"
+        >> beam_hub.ApplyHubModule(
+            opts.module, columns=opts.text_field, output_column="embedding", **apply
+        ).with_exception_handling()
+    )
+    errors = [read_errors, usable[ERRORS], failed | "FailedRows" >> beam.Map(_failed_table_row)]
+    return embedded, schema, errors
 
 
-def _parquet_schema(sample: Sequence[dict[str, Any]], dim: int | None = None):
-    import pyarrow as pa
-
-    schema = pa.Table.from_pylist(list(sample)).schema if sample else pa.schema([])
-    fields = [f for f in schema if f.name != "embedding"]
-    return pa.schema(fields + [pa.field("embedding", pa.list_(pa.float32()))])
-
-
-def _sample_records(
-    fmt: str, paths: list[str], text_field: str, id_field: str, n: int = 200
-) -> list[dict[str, Any]]:
-    """A few records from the first file, to fix the Parquet schema before the job starts."""
-    out: list[dict[str, Any]] = []
-    with FileSystems.open(paths[0]) as raw:
-        stream = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        if fmt == "jsonl":
-            for line in stream:
-                if line.strip():
-                    out.append(_json_record(json.loads(line), text_field))
-                if len(out) >= n:
-                    break
-        elif fmt == "csv":
-            out = [{"id": "", "text": ""}]
-        else:
-            out = [{"id": 1, "text": ""} | ({"file": ""} if len(paths) > 1 else {})]
-    return out
+def _located_rows(table: Any) -> list[Located]:
+    return [Located(row.pop(_SOURCE), row.pop(_ROW), row) for row in table.to_pylist()]
 
 
 # --- the job -----------------------------------------------------------------------------------
 
 
 def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
-    """Add the job to ``p``; return what the summary needs (output pattern)."""
+    """Add the job to ``p``; return what the summary needs (output and errors patterns)."""
     fmt = input_format(opts.input, opts.input_format)
     paths = match_files(opts.input)
+    embed_io.check_prefix(opts.output)
     # a batch job: full batches from the start (BatchElements would otherwise begin at 1 and grow)
-    apply_kwargs = dict(
-        signature=opts.signature, max_batch_size=opts.batch_size, min_batch_size=opts.batch_size
-    )
-    text_field = "text" if fmt in ("text", "csv") else opts.text_field
+    apply = {
+        "signature": opts.signature,
+        "max_batch_size": opts.batch_size,
+        "min_batch_size": opts.batch_size,
+    }
     id_field = "id" if fmt in ("text", "csv") else opts.id_field
-
+    count = _counted("rows_embedded")
     if fmt in ("parquet", "tfrecord"):
-        if fmt == "parquet":
-            tables, in_schema = _read_parquet(p, opts.input, paths[0], text_field)
-        else:
-            tables, in_schema = _read_examples(p, opts.input, paths[0], text_field, id_field, opts.batch_size)
-        tables = tables | "Embed" >> beam_hub.ApplyHubModule(
-            opts.module, columns=text_field, output_column="embedding", **apply_kwargs
-        )
+        tables, schema, errors = _columnar(p, opts, fmt, paths, apply)
         if opts.format == "parquet":
-            import pyarrow as pa
-
-            schema = in_schema.append(pa.field("embedding", pa.list_(pa.float32())))
-            tables | "Write" >> beam.io.WriteToParquetBatched(
-                opts.output, schema, file_name_suffix=".parquet"
+            tables = tables | "Unlocate" >> beam.Map(
+                lambda t: count(t.drop_columns([_SOURCE, _ROW]), t.num_rows)
             )
-            return {"pattern": opts.output + "*"}
-        records = tables | "Rows" >> beam.FlatMap(lambda t: t.to_pylist())
+            embed_io.write_tables(tables, opts.output, schema)
+        else:
+            rows = tables | "ToRows" >> beam.FlatMap(_located_rows)
+            embed_io.write_rows(rows, opts.output, opts.format, id_field, None, errors, count)
     else:
-        if fmt == "csv":
-            header = csv_header(paths[0])
-            if opts.text_field not in header:
-                raise ValueError(
-                    f"{paths[0]} has no column {opts.text_field!r} (columns: {header}); pass --text-field"
-                )
-        records = read_records(p, opts.input, fmt) | "Record" >> beam.Map(
-            _to_record, fmt, opts.text_field, opts.id_field, len(paths) > 1
+        rows, errors = _per_element(p, opts, fmt, paths, apply)
+        schema = (
+            embed_io.row_schema(fmt, paths, opts.text_field, len(paths) > 1)
+            if opts.format == "parquet"
+            else None
         )
-        embedded = (
-            records
-            | "Key" >> beam.Map(lambda r, f=text_field: (r, r[f]))
-            | "Embed" >> beam_hub.ApplyHubModule(opts.module, keyed=True, **apply_kwargs)
-        )
-        records = embedded | "Attach" >> beam.MapTuple(lambda r, e: {**r, "embedding": e.tolist()})
-        if fmt in ("text", "csv"):
-            records = records | "Trim" >> beam.Map(lambda r: {k: v for k, v in r.items() if k != "text"})
+        embed_io.write_rows(rows, opts.output, opts.format, id_field, schema, errors, count)
+    _ = (
+        errors
+        | "AllErrors" >> beam.Flatten()
+        | "CountErrors" >> beam.Map(_counted("rows_rejected"))
+        | "ErrorLines" >> beam.Map(lambda e: json.dumps(e, ensure_ascii=False, default=repr))
+        | "WriteErrors" >> beam.io.WriteToText(opts.output + "-errors", file_name_suffix=".jsonl")
+    )
+    return {"pattern": opts.output + "-[0-9]*", "errors": opts.output + "-errors-*.jsonl"}
 
-    if opts.format == "jsonl":
-        _ = (
-            records
-            | "ToJson" >> beam.Map(_jsonl_line, id_field)
-            | "Write" >> beam.io.WriteToText(opts.output, file_name_suffix=".jsonl")
-        )
-    elif opts.format == "tfrecord":
-        _ = (
-            records
-            | "ToExample" >> beam.Map(_example, id_field)
-            | "Write" >> beam.io.WriteToTFRecord(opts.output, file_name_suffix=".tfrecord")
-        )
-    else:
-        sample = _sample_records(fmt, paths, text_field, id_field)
-        if fmt in ("text", "csv"):
-            sample = [{k: v for k, v in r.items() if k != "text"} for r in sample]
-        schema = _parquet_schema(sample)
-        names = schema.names
-        _ = (
-            records
-            | "Conform" >> beam.Map(lambda r: {n: r.get(n) for n in names})
-            | "Write" >> beam.io.WriteToParquet(opts.output, schema, file_name_suffix=".parquet")
-        )
-    return {"pattern": opts.output + "*"}
+
+def unknown_flags(argv: Sequence[str]) -> list[str]:
+    """Flags that neither the job nor any registered Beam options class knows (Beam would drop them)."""
+    found: list[str] = []
+
+    def probe(parser: Any) -> None:
+        _known, unknown = parser.parse_known_args(list(argv))
+        found.extend(a.split("=", 1)[0] for a in unknown if a.startswith("--"))
+
+    PipelineOptions(list(argv)).get_all_options(add_extra_args_fn=probe, retain_unknown_options=True)
+    return found
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the job; return the summary (rows, seconds, rows/s, outputs)."""
+    """Run the job; return the summary (rows, rejected, seconds, rows/s, outputs, errors)."""
     argv = with_default_runner(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
         parser = argparse.ArgumentParser(prog="beam-hub embed", description=__doc__.split("\n\n")[0])
         EmbedOptions._add_argparse_args(parser)
         parser.print_help()
         raise SystemExit(0)
+    unknown = unknown_flags(argv)
+    if unknown:
+        raise ValueError(
+            f"unknown flag(s) {', '.join(unknown)} (neither beam-hub embed nor Beam knows them; "
+            "see `beam-hub embed --help`)"
+        )
     options = PipelineOptions(argv)
     opts = options.view_as(EmbedOptions)
     missing = [flag for flag, value in (("--input", opts.input), ("--output", opts.output)) if not value]
@@ -319,48 +343,57 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     p = beam.Pipeline(options=options)
     info = build(p, opts)
-    result = p.run()
-    result.wait_until_finish()
+    with embed_io.staging_removed_on_failure(opts.output):
+        result = p.run()
+        result.wait_until_finish()
     seconds = time.perf_counter() - start
-    rows = _counter(result, "inference_elements")
+    rows, rejected = _counter(result, "rows_embedded"), _counter(result, "rows_rejected")
     local = options.view_as(StandardOptions).runner in LOCAL_RUNNERS
-    outputs = [m.path for r in FileSystems.match([info["pattern"]]) for m in r.metadata_list] if local else []
+    if rejected == 0:
+        embed_io.remove(info["errors"])  # Beam writes an empty shard; no errors, no errors file
+    found = embed_io.matches(info["pattern"]) if local else []
     return {
         "rows": rows,
+        "rejected": rejected,
+        "max_errors": opts.max_errors,
         "seconds": seconds,
-        "rows_per_second": rows / seconds if seconds else 0.0,
-        "outputs": sorted(outputs) or [info["pattern"]],
+        "rows_per_second": (rows or 0) / seconds if seconds else 0.0,
+        "outputs": found or [info["pattern"]],
+        "errors": info["errors"],
         "module": opts.module,
         "state": str(getattr(result, "state", "DONE")),
     }
 
 
-def _counter(result: Any, name: str) -> int:
+def _counter(result: Any, name: str) -> int | None:
+    """The committed counter, or None when the runner reports no metrics."""
     from apache_beam.metrics.metric import MetricsFilter
 
     try:
-        found = result.metrics().query(MetricsFilter().with_namespace("beam_hub").with_name(name))["counters"]
+        found = result.metrics().query(MetricsFilter().with_namespace(COUNTERS).with_name(name))["counters"]
     except Exception:  # noqa: BLE001 - some runners report no metrics
-        return 0
+        return None
     return sum(c.committed or 0 for c in found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     setup_logging()
     summary = run(argv)
-    if summary["rows"]:
+    rows, rejected = summary["rows"], summary["rejected"]
+    if rows is None:
         print(
-            f"embedded {summary['rows']} rows in {summary['seconds']:.1f}s "
-            f"({summary['rows_per_second']:.0f} rows/s) with {summary['module']}"
+            f"job ended in state {summary['state']} after {summary['seconds']:.1f}s with {summary['module']} "
+            "(the runner reported no row counts)"
         )
     else:
         print(
-            f"job ended in state {summary['state']} after {summary['seconds']:.1f}s with {summary['module']} "
-            "(the runner reported no row count)"
+            f"embedded {rows} rows in {summary['seconds']:.1f}s ({summary['rows_per_second']:.0f} rows/s) "
+            f"with {summary['module']}; rejected {rejected or 0}"
+            + (f" (errors: {summary['errors']})" if rejected else "")
         )
     for path in summary["outputs"]:
         print(f"output: {path}")
-    return 0
+    return 1 if (rejected or 0) > summary["max_errors"] else 0
 
 
 if __name__ == "__main__":

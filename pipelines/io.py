@@ -4,20 +4,26 @@ Record formats, chosen by extension (or a flag):
 
 | format   | extensions                   | one record is                                          |
 |----------|------------------------------|--------------------------------------------------------|
-| text     | .txt .text                   | a line: {"id": line number, "text": line}              |
+| text     | .txt .text                   | a line: {"text": line}                                 |
 | jsonl    | .jsonl .json .ndjson         | a line holding a JSON object                           |
 | csv      | .csv                         | a row, keyed by the header                             |
-| parquet  | .parquet                     | a row                                                  |
-| tfrecord | .tfrecord .tfrecords .tfrec  | a tf.train.Example, features as values (lists if many) |
+| parquet  | .parquet                     | a row (read as whole Arrow record batches)             |
+| tfrecord | .tfrecord .tfrecords .tfrec  | a tf.train.Example                                     |
+
+Reading never stops at a bad record: every record comes with where it came from (file and
+1-based line for text formats, 0-based row otherwise), and a record that cannot be read
+(invalid UTF-8, malformed JSON or CSV, a corrupt TFRecord) goes to the ``errors`` output as a
+dead letter ``{"source", "position", "error", "record"}`` (the raw record, truncated). Blank and
+whitespace-only lines are skipped.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import os
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -39,6 +45,8 @@ INPUT_FORMATS = {
 }
 FORMAT_NAMES = sorted(set(INPUT_FORMATS.values()))
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
+ERRORS = "errors"  #: the tag of the dead-letter output
+RECORD_LIMIT = 4096  #: characters of a bad record kept in its dead letter
 
 
 def with_default_runner(argv: Sequence[str]) -> list[str]:
@@ -50,11 +58,12 @@ def with_default_runner(argv: Sequence[str]) -> list[str]:
     return argv
 
 
-def setup_logging() -> None:
+def setup_logging(verbose: bool = False) -> None:
     """beam-hub's own progress lines on stderr; Beam's and absl's only when they warn."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("beam_hub").setLevel(logging.INFO)  # even under a root logger set to WARNING
     for noisy in ("apache_beam", "absl"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def match_files(pattern: str, flag: str = "--input") -> list[str]:
@@ -75,8 +84,7 @@ def input_format(
         ext = os.path.splitext(pattern.removesuffix(".gz"))[1].lower()
         if ext not in INPUT_FORMATS:
             raise ValueError(
-                f"cannot tell the format of {pattern!r} from its extension; pass {flag} "
-                f"({', '.join(allowed)})"
+                f"cannot tell the format of {pattern!r} from its extension; pass {flag} ({', '.join(allowed)})"
             )
         fmt = INPUT_FORMATS[ext]
     if fmt not in allowed:
@@ -84,73 +92,273 @@ def input_format(
     return fmt
 
 
-# --- record readers ------------------------------------------------------------------------------
+# --- records and dead letters --------------------------------------------------------------------
 
 
 class Located(NamedTuple):
-    """A record and where it came from: the file and its 1-based line (text formats) or row."""
+    """A record (or a batch of rows) and where it came from: the file, and its 1-based line
+    (text formats) or the 0-based index of its (first) row."""
 
     source: str
     position: int
     record: Any
 
 
-def lines(readable: fileio.ReadableFile) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without its end) of a UTF-8 text file."""
-    with readable.open() as raw:
-        for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8", newline=""), start=1):
-            yield number, line.rstrip("\r\n")
+def dead_letter(source: str, position: int | None, error: str, record: Any) -> dict[str, Any]:
+    """The dead letter of a record that could not be used: JSON-ready, the raw record truncated."""
+    if isinstance(record, bytes):
+        raw = record.decode("utf-8", "backslashreplace")
+    elif isinstance(record, str):
+        raw = record
+    else:
+        raw = json.dumps(record, ensure_ascii=False, default=repr)
+    if len(raw) > RECORD_LIMIT:
+        raw = raw[:RECORD_LIMIT] + f"... ({len(raw)} characters)"
+    return {"source": source, "position": position, "error": error, "record": raw}
 
 
-def _text(readable: fileio.ReadableFile) -> Iterable[Located]:
-    path = readable.metadata.path
-    for number, line in lines(readable):
-        yield Located(path, number, {"text": line})
+def _lines(f: Any) -> Iterator[tuple[int, bytes]]:
+    """(1-based number, raw line without its end) of a binary file."""
+    for number, raw in enumerate(iter(f.readline, b""), start=1):
+        yield number, raw.rstrip(b"\r\n")
 
 
-def _jsonl(readable: fileio.ReadableFile) -> Iterable[Located]:
-    path = readable.metadata.path
-    for number, line in lines(readable):
-        if line.strip():
-            yield Located(path, number, json.loads(line))
+def _decoded(source: str, number: int, raw: bytes) -> str | dict[str, Any]:
+    """The line as text, or its dead letter when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return dead_letter(source, number, f"invalid UTF-8 at byte {e.start} of the line", raw)
 
 
-def _csv(readable: fileio.ReadableFile) -> Iterable[Located]:
-    path = readable.metadata.path
-    with readable.open() as raw:
-        reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
-        start = 2  # the line after the header
-        for row in reader:
-            yield Located(path, start, row)
+def _text(source: str, f: Any) -> Iterable[Any]:
+    for number, raw in _lines(f):
+        line = _decoded(source, number, raw)
+        if isinstance(line, dict):
+            yield beam.pvalue.TaggedOutput(ERRORS, line)
+        elif line.strip():
+            yield Located(source, number, {"text": line})
+
+
+def _jsonl(source: str, f: Any) -> Iterable[Any]:
+    for number, raw in _lines(f):
+        line = _decoded(source, number, raw)
+        if isinstance(line, dict):
+            yield beam.pvalue.TaggedOutput(ERRORS, line)
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            yield beam.pvalue.TaggedOutput(ERRORS, dead_letter(source, number, f"malformed JSON: {e}", line))
+            continue
+        if not isinstance(record, dict):
+            error = f"not a JSON object but {type(record).__name__}"
+            yield beam.pvalue.TaggedOutput(ERRORS, dead_letter(source, number, error, line))
+            continue
+        yield Located(source, number, record)
+
+
+def _csv(source: str, f: Any) -> Iterable[Any]:
+    consumed: list[str] = []  # the physical lines of the row being read (for its dead letter)
+
+    def text_lines() -> Iterator[str]:
+        for _number, raw in _lines(f):
+            line = raw.decode("utf-8", "surrogateescape")  # checked per row below
+            consumed.append(line)
+            yield line + "\n"
+
+    reader = csv.reader(text_lines())
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as e:
+        yield beam.pvalue.TaggedOutput(
+            ERRORS, dead_letter(source, 1, f"malformed CSV header: {e}", "".join(consumed))
+        )
+        return
+    if _has_bad_utf8(header):
+        yield beam.pvalue.TaggedOutput(
+            ERRORS, dead_letter(source, 1, "invalid UTF-8 in the header", consumed[0])
+        )
+        return
+    start = reader.line_num + 1
+    while True:
+        consumed.clear()
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            error = dead_letter(source, start, f"malformed CSV: {e}", "\n".join(consumed))
+            yield beam.pvalue.TaggedOutput(ERRORS, error)
             start = reader.line_num + 1
+            continue
+        raw = "\n".join(consumed).encode("utf-8", "surrogateescape")
+        if not row or not any(field.strip() for field in row):
+            pass  # a blank line
+        elif _has_bad_utf8(row):
+            yield beam.pvalue.TaggedOutput(ERRORS, dead_letter(source, start, "invalid UTF-8", raw))
+        elif len(row) != len(header):
+            error = f"malformed CSV: {len(row)} fields where the header has {len(header)}"
+            yield beam.pvalue.TaggedOutput(ERRORS, dead_letter(source, start, error, raw))
+        else:
+            yield Located(source, start, dict(zip(header, row)))
+        start = reader.line_num + 1
 
 
-def csv_header(path: str) -> list[str]:
-    """The column names of a CSV file's header."""
-    with FileSystems.open(path) as raw:
-        return next(csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline="")), [])
+def _has_bad_utf8(fields: Sequence[str]) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for field in fields for ch in field)
 
 
-_LINE_READERS = {"text": _text, "jsonl": _jsonl, "csv": _csv}
+def tfrecords(f: Any) -> Iterator[bytes]:
+    """The records of a TFRecord file; ValueError naming the record where the framing breaks."""
+    try:
+        import google_crc32c
+    except ImportError:  # pragma: no cover - installed with apache-beam[gcp]
+        google_crc32c = None
+
+    def masked(data: bytes) -> int:
+        crc = google_crc32c.value(data)
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    index = 0
+    while header := f.read(12):
+        if len(header) < 12:
+            raise ValueError(f"record {index} is cut short (a {len(header)}-byte header)")
+        length, length_crc = struct.unpack("<QI", header)
+        if google_crc32c is not None and masked(header[:8]) != length_crc:
+            raise ValueError(f"record {index} has a corrupt length")
+        data = f.read(length)
+        crc = f.read(4)
+        if len(data) < length or len(crc) < 4:
+            raise ValueError(f"record {index} is cut short")
+        if google_crc32c is not None and masked(data) != struct.unpack("<I", crc)[0]:
+            raise ValueError(f"record {index} fails its checksum")
+        yield data
+        index += 1
 
 
-def read_records(p: beam.Pipeline, pattern: str, fmt: str) -> beam.PCollection:
-    """Every record of the files ``pattern`` matches (see the table above).
+def _tfrecord(source: str, f: Any) -> Iterable[Any]:
+    from beam_hub.examples import to_dict
 
-    Text formats give :class:`Located` records (file and line); Parquet and TFRecord give the
-    records alone (their sources split files, so no position is known).
-    """
-    if fmt == "parquet":
-        return p | "Read" >> beam.io.ReadFromParquet(pattern)
-    if fmt == "tfrecord":
-        from beam_hub.examples import to_dict
+    index = 0
+    try:
+        for index, record in enumerate(tfrecords(f)):
+            try:
+                yield Located(source, index, to_dict(record))
+            except Exception as e:  # noqa: BLE001 - not a tf.Example
+                yield beam.pvalue.TaggedOutput(
+                    ERRORS, dead_letter(source, index, f"not a tf.Example: {e}", record)
+                )
+    except ValueError as e:
+        yield beam.pvalue.TaggedOutput(ERRORS, dead_letter(source, index, f"corrupt TFRecord file: {e}", b""))
 
-        return p | "Read" >> beam.io.ReadFromTFRecord(pattern) | "Parse" >> beam.Map(to_dict)
-    if fmt not in _LINE_READERS:
+
+def _parquet(source: str, f: Any) -> Iterable[Any]:
+    import pyarrow.parquet as pq
+
+    row = 0
+    for batch in pq.ParquetFile(f).iter_batches():
+        for i, record in enumerate(batch.to_pylist()):
+            yield Located(source, row + i, record)
+        row += batch.num_rows
+
+
+_READERS = {"text": _text, "jsonl": _jsonl, "csv": _csv, "tfrecord": _tfrecord, "parquet": _parquet}
+
+
+class _ReadFile(beam.DoFn):
+    def __init__(self, fmt: str) -> None:
+        self._read = _READERS[fmt]
+
+    def process(self, readable: fileio.ReadableFile) -> Iterable[Any]:
+        with readable.open() as f:
+            yield from self._read(readable.metadata.path, f)
+
+
+def read_records(p: beam.Pipeline, pattern: str, fmt: str) -> tuple[beam.PCollection, beam.PCollection]:
+    """``(records, errors)`` of the files ``pattern`` matches: :class:`Located` records, and the
+    dead letters of records that could not be read (see the module docstring)."""
+    if fmt not in _READERS:
         raise ValueError(f"unknown record format {fmt!r}; use one of {', '.join(FORMAT_NAMES)}")
-    return (
+    read = (
         p
         | "Match" >> fileio.MatchFiles(pattern)
         | "Open" >> fileio.ReadMatches()
-        | "Parse" >> beam.FlatMap(_LINE_READERS[fmt])
+        | "Parse" >> beam.ParDo(_ReadFile(fmt)).with_outputs(ERRORS, main="records")
     )
+    return read.records, read[ERRORS]
+
+
+# --- whole batches (the columnar path) -------------------------------------------------------------
+
+
+def _parquet_batches(source: str, f: Any, batch_size: int, _features: Any) -> Iterable[Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = 0
+    for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size):
+        yield Located(source, row, pa.Table.from_batches([batch]))
+        row += batch.num_rows
+
+
+def _tfrecord_batches(source: str, f: Any, batch_size: int, features: dict[str, str]) -> Iterable[Any]:
+    """TFRecord files of tf.Examples as Arrow tables of ``features`` (name -> tf.Example kind),
+    each column a list per row, decoded by tfx-bsl's C++ decoder."""
+    import pyarrow as pa
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx_bsl.coders import example_coder
+
+    kinds = {"bytes_list": schema_pb2.BYTES, "int64_list": schema_pb2.INT, "float_list": schema_pb2.FLOAT}
+    schema = schema_pb2.Schema()
+    for name, kind in features.items():
+        feature = schema.feature.add()
+        feature.name, feature.type = name, kinds[kind]
+    decoder = example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString())
+    row, chunk = 0, []
+    try:
+        for record in tfrecords(f):
+            chunk.append(record)
+            if len(chunk) == batch_size:
+                yield Located(source, row, pa.Table.from_batches([decoder.DecodeBatch(chunk)]))
+                row, chunk = row + len(chunk), []
+    except ValueError as e:
+        yield beam.pvalue.TaggedOutput(
+            ERRORS, dead_letter(source, row + len(chunk), f"corrupt TFRecord file: {e}", b"")
+        )
+    if chunk:
+        yield Located(source, row, pa.Table.from_batches([decoder.DecodeBatch(chunk)]))
+
+
+_BATCH_READERS = {"parquet": _parquet_batches, "tfrecord": _tfrecord_batches}
+
+
+class _ReadBatches(beam.DoFn):
+    def __init__(self, fmt: str, batch_size: int, features: Any) -> None:
+        self._read = _BATCH_READERS[fmt]
+        self._batch_size = batch_size
+        self._features = features
+
+    def process(self, readable: fileio.ReadableFile) -> Iterable[Any]:
+        with readable.open() as f:
+            yield from self._read(readable.metadata.path, f, self._batch_size, self._features)
+
+
+def read_batches(
+    p: beam.Pipeline, pattern: str, fmt: str, batch_size: int, features: dict[str, str] | None = None
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """``(batches, errors)``: :class:`Located` Arrow tables of up to ``batch_size`` rows (position =
+    the first row's index in its file) from Parquet files, or from TFRecord files of tf.Examples
+    (``features``: name -> tf.Example kind to decode, each as a list column); corrupt files end in
+    a dead letter."""
+    read = (
+        p
+        | "Match" >> fileio.MatchFiles(pattern)
+        | "Open" >> fileio.ReadMatches()
+        | "Read" >> beam.ParDo(_ReadBatches(fmt, batch_size, features)).with_outputs(ERRORS, main="batches")
+    )
+    return read.batches, read[ERRORS]

@@ -40,6 +40,7 @@ def modules_dir(tmp_path_factory):
         built[name] = getattr(modules, f"make_{name}")(str(root / name))
     built["one_input_x2"] = modules.make_one_input(str(root / "one_input_x2"), scale=2.0)
     built["text_embedder"] = modules.make_text_embedder(str(root / "text_embedder"))
+    built["picky_embedder"] = modules.make_picky_embedder(str(root / "picky_embedder"))
     return built
 
 

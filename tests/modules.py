@@ -233,3 +233,23 @@ def make_weights(path: str, mb: int) -> str:
     m = Weights()
     tf.saved_model.save(m, path, signatures={"default": m.serve})
     return path
+
+
+def make_picky_embedder(path: str) -> str:
+    """Like make_text_embedder, but a batch holding the text "poison" fails (an InvalidArgumentError
+    from inside the graph, as a real module's checks raise): for dead-letter tests."""
+    import tensorflow as tf
+
+    class Picky(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+        def serve(self, sentences):
+            ok = tf.reduce_all(tf.not_equal(sentences, "poison"))
+            with tf.control_dependencies([tf.debugging.Assert(ok, ["the module cannot embed poison"])]):
+                chars = tf.cast(tf.strings.length(sentences, unit="UTF8_CHAR"), tf.float32)
+                nbytes = tf.cast(tf.strings.length(sentences), tf.float32)
+                words = tf.cast(tf.strings.split(sentences).row_lengths(), tf.float32)
+                return {"default": tf.stack([chars, nbytes, words, tf.ones_like(chars)], axis=1)}
+
+    m = Picky()
+    tf.saved_model.save(m, path, signatures={"default": m.serve})
+    return path

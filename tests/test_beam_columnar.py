@@ -129,12 +129,32 @@ def test_mistakes_are_refused_clearly(one_input, modules_dir):
     with pytest.raises(Exception, match=r"column 'text' is not in the batch \(columns: \['body'\]\)"):
         run_pipeline(missing)
 
-    def dead_letters(p):
-        _ = (
+
+def test_rows_the_module_fails_on_go_to_the_failed_output(modules_dir):
+    texts = ["fine", "poison", "also fine", "poison", "last"]
+    batch = pa.table({"id": list(range(len(texts))), "text": texts})
+
+    def build(p):
+        good, failed = (
             p
-            | beam.Create([pa.table({"text": ["a"]})])
-            | beam_hub.ApplyHubModule(modules_dir["text_embedder"], columns="text").with_exception_handling()
+            | beam.Create([batch])
+            | beam_hub.ApplyHubModule(modules_dir["picky_embedder"], columns="text").with_exception_handling()
+        )
+        assert_that(
+            good | beam.FlatMap(lambda t: [(r["id"], r["output"]) for r in t.to_pylist()]),
+            equal_to([(i, text_features(t)) for i, t in enumerate(texts) if t != "poison"]),
+            label="good",
+        )
+        assert_that(
+            failed | beam.Map(lambda f: (f.element, f.error_type, "cannot embed poison" in f.error)),
+            equal_to(
+                [
+                    ({"id": 1, "text": "poison"}, "InvalidArgumentError", True),
+                    ({"id": 3, "text": "poison"}, "InvalidArgumentError", True),
+                ]
+            ),
+            label="failed",
         )
 
-    with pytest.raises(ValueError, match="columnar batches fail whole"):
-        run_pipeline(dead_letters)
+    metrics = counters(run_pipeline(build))
+    assert metrics["inference_elements"] == 3

@@ -44,7 +44,9 @@ def test_embed_job_builds_for_dataflow_with_a_shared_cache():
     assert str(result.state) == "DONE"
     # what the workers run: the embedding DoFn as the job carries it, unpickled
     (apply,) = [
-        t for t in result.job.proto_pipeline.components.transforms.values() if t.unique_name == "Embed/Apply"
+        t
+        for t in result.job.proto_pipeline.components.transforms.values()
+        if t.unique_name.startswith("Embed/Apply") and t.spec.urn == "beam:transform:pardo:v1"
     ]
     dofn = pickler.loads(beam_runner_api_pb2.ParDoPayload.FromString(apply.spec.payload).do_fn.payload)[0]
     assert dofn._handler.module_key.cache_dir == "gs://bucket/hub-cache"

@@ -73,7 +73,8 @@ def test_text_lines_to_jsonl(tmp_path, modules_dir):
         for f in glob.glob(str(tmp_path / "emb*.jsonl"))
         for line in open(f, encoding="utf-8")
     ]
-    assert sorted(r["id"] for r in lines) == list(range(1, len(TEXTS) + 1))  # line numbers
+    # line numbers; the blank line (TEXTS[1]) is skipped
+    assert sorted(r["id"] for r in lines) == [i + 1 for i, t in enumerate(TEXTS) if t.strip()]
     assert all(set(r) == {"id", "embedding"} for r in lines)
     assert {r["id"]: r["embedding"] for r in lines}[3] == text_features(TEXTS[2])
 
@@ -129,17 +130,19 @@ def test_parquet_columnar_path(tmp_path, modules_dir):
 
 
 def test_bad_input_gets_clear_errors(jsonl, tmp_path, modules_dir):
-    with pytest.raises(ValueError, match=r"no field 'body' \(fields: \['id', 'lang', 'n', 'text'\]\)"):
-        run(
-            "--input",
-            jsonl,
-            "--output",
-            str(tmp_path / "o"),
-            "--text-field",
-            "body",
-            "--module",
-            modules_dir["text_embedder"],
-        )
+    summary = run(
+        "--input",
+        jsonl,
+        "--output",
+        str(tmp_path / "o"),
+        "--text-field",
+        "body",
+        "--module",
+        modules_dir["text_embedder"],
+    )
+    assert summary["rows"] == 0 and summary["rejected"] == len(TEXTS)  # every record lacks the field
+    letters = [json.loads(line) for f in glob.glob(str(tmp_path / "o-errors-*.jsonl")) for line in open(f)]
+    assert {d["error"] for d in letters} == {"the text field 'body' is missing"}
     with pytest.raises(ValueError, match="--input-format"):
         run("--input", str(tmp_path / "x.dat"), "--output", str(tmp_path / "o"))
     with pytest.raises(ValueError, match="needs --output"):

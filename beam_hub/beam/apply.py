@@ -121,13 +121,16 @@ class ApplyHubModule(beam.PTransform):
         hub = pcoll.pipeline.options.view_as(HubOptions)
         self.handler.with_cache_dirs(hub.hub_cache_dir, hub.hub_local_cache_dir)
         if self._columns is not None:
-            if self._dead_letter:
-                raise ValueError("with_exception_handling() works per element; columnar batches fail whole")
-            return pcoll | "ApplyColumns" >> beam.ParDo(
-                _ColumnarDoFn(
-                    self.handler, self._columns, self._output_column, self._batch_kwargs["max_batch_size"]
-                )
+            columnar_dofn = _ColumnarDoFn(
+                self.handler,
+                self._columns,
+                self._output_column,
+                self._batch_kwargs["max_batch_size"],
+                dead_letter=self._dead_letter,
             )
+            if not self._dead_letter:
+                return pcoll | "ApplyColumns" >> beam.ParDo(columnar_dofn)
+            return pcoll | "ApplyColumns" >> beam.ParDo(columnar_dofn).with_outputs(FAILED, main="outputs")
         if _drops_finish_bundle_output(pcoll.pipeline):
             # BatchElements emits its last batch in finish_bundle, which this runner drops:
             # batch after a shuffle instead (every batch is emitted from process()).
@@ -214,15 +217,30 @@ class _ApplyDoFn(beam.DoFn):
 
 
 class _ColumnarDoFn(_ApplyDoFn):
-    """Whole columnar batches in, the same batches with output columns out (see ``LoadedModule.apply_table``)."""
+    """Whole columnar batches in, the same batches with output columns out (see ``LoadedModule.apply_table``).
+
+    With dead letters, a batch the module fails on is applied row by row: good rows come out as
+    one batch, each failing row as a FailedElement holding the row as a dict.
+    """
 
     def __init__(
-        self, handler: HubModelHandler, columns: str | Mapping[str, str], output_column: str, max_rows: int
+        self,
+        handler: HubModelHandler,
+        columns: str | Mapping[str, str],
+        output_column: str,
+        max_rows: int,
+        *,
+        dead_letter: bool = False,
     ) -> None:
-        super().__init__(handler, keyed=False, dead_letter=False)
+        super().__init__(handler, keyed=False, dead_letter=dead_letter)
         self._columns = columns
         self._output_column = output_column
         self._max_rows = max_rows
+
+    def _apply(self, batch: Any) -> Any:
+        return self._module.apply_table(
+            batch, self._columns, self._spec, output_column=self._output_column, max_rows=self._max_rows
+        )
 
     def process(self, batch: Any):
         self._metrics.flush_load()
@@ -230,11 +248,29 @@ class _ColumnarDoFn(_ApplyDoFn):
         if n == 0:
             return
         start = time.perf_counter()
-        out = self._module.apply_table(
-            batch, self._columns, self._spec, output_column=self._output_column, max_rows=self._max_rows
-        )
+        try:
+            out = self._apply(batch)
+        except Exception as e:
+            if not self._dead_letter:
+                raise
+            yield from self._row_by_row(batch, n, e)
+            return
         self._metrics.inferred(n, calls=-(-n // self._max_rows), msecs=(time.perf_counter() - start) * 1000)
         yield out
+
+    def _row_by_row(self, batch: Any, n: int, batch_error: Exception) -> Any:
+        good = []
+        for i in range(n):
+            row = columnar.take(batch, i, 1)
+            try:
+                good.append(self._apply(row))
+            except Exception as e:  # noqa: BLE001 - reported per row
+                yield beam.pvalue.TaggedOutput(
+                    FAILED, FailedElement(columnar.row(batch, i), str(e), type(e).__name__)
+                )
+        self._metrics.inferred(len(good))
+        if good:
+            yield columnar.concat(good)
 
 
 _SHUFFLE_KEYS = 64

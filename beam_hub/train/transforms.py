@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 import uuid
 from typing import Any
@@ -86,30 +88,56 @@ def _training_example(record: dict[str, Any], input_key: str, label_key: str) ->
 
 
 def _train_and_export(files: list[str], config: FineTuneConfig, work: str) -> str:
+    """Train on the shards, then delete them (they are copies of the data); export the module to a
+    new local directory (under a local ``work``, else a temp dir of this worker)."""
+    import fsspec
+
     from beam_hub.train.finetune import export, train
 
-    result = train(sorted(files), config)
-    local = tempfile.mkdtemp(prefix="beam-hub-finetuned-") if is_remote_url(work) else work
-    return export(result, config, os.path.join(local, f"module-{uuid.uuid4().hex[:8]}"))
+    try:
+        result = train(sorted(files), config)
+    finally:
+        for shard in files:
+            fs, path = fsspec.core.url_to_fs(shard)
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(path)
+    if is_remote_url(work):
+        return export(result, config, tempfile.mkdtemp(prefix="beam-hub-finetuned-"))
+    return export(result, config, os.path.join(work, f"module-{uuid.uuid4().hex[:8]}"))
 
 
 class ExportHubModule(beam.PTransform):
     """Module directories in, published handles out: packed reproducibly, published to ``dest``
-    (with ``fingerprint`` recorded beside the version, see ``beam_hub.publish``)."""
+    (with ``fingerprint`` recorded beside the version, see ``beam_hub.publish``). With
+    ``remove_after=True`` each directory is deleted once published (a temporary product)."""
 
     def __init__(
-        self, dest: str, version: int | str | None = None, *, fingerprint: str | None = None
+        self,
+        dest: str,
+        version: int | str | None = None,
+        *,
+        fingerprint: str | None = None,
+        remove_after: bool = False,
     ) -> None:
         super().__init__()
         self.dest = dest
         self.version = version
         self.fingerprint = fingerprint
+        self.remove_after = remove_after
 
     def expand(self, module_dirs: beam.PCollection) -> beam.PCollection:
-        return module_dirs | "Publish" >> beam.Map(_publish, self.dest, self.version, self.fingerprint)
+        return module_dirs | "Publish" >> beam.Map(
+            _publish, self.dest, self.version, self.fingerprint, self.remove_after
+        )
 
 
-def _publish(module_dir: str, dest: str, version: int | str | None, fingerprint: str | None) -> str:
+def _publish(
+    module_dir: str, dest: str, version: int | str | None, fingerprint: str | None, remove_after: bool
+) -> str:
     from beam_hub.publish import publish
 
-    return publish(module_dir, dest, version=version, fingerprint=fingerprint)
+    try:
+        return publish(module_dir, dest, version=version, fingerprint=fingerprint)
+    finally:
+        if remove_after:
+            shutil.rmtree(module_dir, ignore_errors=True)

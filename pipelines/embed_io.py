@@ -1,0 +1,225 @@
+"""The embedding job's files: checking the output prefix, input schemas, the sinks, and staging
+that a failed job must not leave behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+import fsspec
+from apache_beam.io.filesystems import FileSystems
+
+from beam_hub.urls import is_remote_url
+from pipelines.io import ERRORS, Located, dead_letter, tfrecords
+
+_KINDS = ("bytes_list", "int64_list", "float_list")
+
+
+# --- before the job -----------------------------------------------------------------------------
+
+
+def check_prefix(prefix: str) -> None:
+    """ValueError (one line) unless output files can be written under the local ``prefix``."""
+    if is_remote_url(prefix):
+        return  # the runner's file system reports what it cannot write
+    directory = os.path.dirname(os.path.abspath(prefix))
+    existing = directory
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"--output {prefix!r}: {existing} is not a directory")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".beam-hub-probe-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"--output {prefix!r}: cannot write in {directory} ({e.strerror})") from None
+
+
+def require_column(csv_path: str, field: str) -> None:
+    import csv
+    import io
+
+    with FileSystems.open(csv_path) as raw:
+        header = next(csv.reader(io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")), [])
+    if field not in header:
+        raise ValueError(f"{csv_path} has no column {field!r} (columns: {header}); pass --text-field")
+
+
+def parquet_schema(path: str, text_field: str) -> Any:
+    """The first Parquet file's schema plus ``embedding`` (the output's schema)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path) as f:
+        schema = pq.read_schema(f)
+    if text_field not in schema.names:
+        raise ValueError(f"{path} has no column {text_field!r} (columns: {schema.names}); pass --text-field")
+    return schema.append(pa.field("embedding", pa.list_(pa.float32())))
+
+
+def tfrecord_features(path: str, text_field: str, id_field: str) -> dict[str, str]:
+    """The text and id features of the first tf.Example, with their kinds (``bytes_list``, ...)."""
+    from beam_hub.examples import feature_kinds
+
+    with FileSystems.open(path) as f:
+        first = next(tfrecords(f), None)
+    if first is None:
+        raise ValueError(f"{path} holds no records")
+    kinds = feature_kinds(first)
+    if text_field not in kinds:
+        raise ValueError(
+            f"the tf.Examples in {path} have no feature {text_field!r} (features: {sorted(kinds)}); pass --text-field"
+        )
+    return {name: kinds[name] for name in (id_field, text_field) if kinds.get(name) in _KINDS}
+
+
+def tfrecord_schema(features: dict[str, str]) -> Any:
+    import pyarrow as pa
+
+    types = {"bytes_list": pa.large_binary(), "int64_list": pa.int64(), "float_list": pa.float32()}
+    fields = [pa.field(name, types[kind]) for name, kind in features.items()]
+    return pa.schema([*fields, pa.field("embedding", pa.list_(pa.float32()))])
+
+
+def row_schema(fmt: str, paths: list[str], text_field: str, several: bool) -> Any:
+    """The Parquet schema for records from text formats: text and CSV records are fixed; JSONL
+    records are sampled from the first file (bad lines skipped)."""
+    import pyarrow as pa
+
+    if fmt == "text":
+        fields = [pa.field("id", pa.int64())] + ([pa.field("file", pa.string())] if several else [])
+    elif fmt == "csv":
+        fields = [pa.field("id", pa.string())]
+    else:
+        sample = list(_json_sample(paths[0], text_field))
+        fields = [f for f in (pa.Table.from_pylist(sample).schema if sample else []) if f.name != "embedding"]
+    return pa.schema([*fields, pa.field("embedding", pa.list_(pa.float32()))])
+
+
+def _json_sample(path: str, text_field: str, n: int = 200) -> Iterator[dict[str, Any]]:
+    found = 0
+    with FileSystems.open(path) as f:
+        for raw in iter(f.readline, b""):
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get(text_field), str):
+                yield record
+                found += 1
+                if found >= n:
+                    return
+
+
+# --- the sinks ----------------------------------------------------------------------------------
+
+
+def write_tables(tables: beam.PCollection, prefix: str, schema: Any) -> None:
+    tables | "Write" >> beam.io.WriteToParquetBatched(prefix, schema, file_name_suffix=".parquet")
+
+
+class _Conform(beam.DoFn):
+    """A located record cut to the Parquet schema's fields; one whose values do not fit is a dead letter."""
+
+    def __init__(self, schema: Any) -> None:
+        self._schema = schema
+
+    def process(self, located: Located) -> Iterable[Any]:
+        import pyarrow as pa
+
+        row = {name: located.record.get(name) for name in self._schema.names}
+        try:
+            pa.RecordBatch.from_pylist([row], schema=self._schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as e:
+            error = f"does not fit the output's Parquet schema (set by the first records): {e}"
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, dead_letter(located.source, located.position, error, located.record)
+            )
+            return
+        yield row
+
+
+def write_rows(
+    rows: beam.PCollection,
+    prefix: str,
+    fmt: str,
+    id_field: str,
+    schema: Any,
+    errors: list[beam.PCollection],
+    count: Any,
+) -> None:
+    """Write :class:`Located` embedded records as ``fmt`` (``count`` sees each written one);
+    records that cannot be written join ``errors``."""
+    if fmt == "jsonl":
+        lines = rows | "ToJson" >> beam.Map(_jsonl_line, id_field) | "Count" >> beam.Map(count)
+        lines | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
+    elif fmt == "tfrecord":
+        examples = rows | "ToExample" >> beam.Map(_example, id_field) | "Count" >> beam.Map(count)
+        examples | "Write" >> beam.io.WriteToTFRecord(prefix, file_name_suffix=".tfrecord")
+    else:
+        conformed = rows | "Conform" >> beam.ParDo(_Conform(schema)).with_outputs(ERRORS, main="rows")
+        errors.append(conformed[ERRORS])
+        written = conformed.rows | "Count" >> beam.Map(count)
+        written | "Write" >> beam.io.WriteToParquet(prefix, schema, file_name_suffix=".parquet")
+
+
+def _jsonl_line(located: Located, id_field: str) -> str:
+    record = located.record
+    ident = record.get(id_field)
+    if isinstance(ident, bytes):
+        ident = ident.decode("utf-8", "replace")
+    return json.dumps({"id": ident, "embedding": record["embedding"]}, ensure_ascii=False, default=str)
+
+
+def _example(located: Located, id_field: str) -> bytes:
+    import numpy as np
+
+    from beam_hub.examples import serialize
+
+    record = located.record
+    ident = record.get(id_field)
+    ident = ident if isinstance(ident, (int, bytes)) and not isinstance(ident, bool) else str(ident)
+    return serialize({"id": ident, "embedding": np.asarray(record["embedding"], np.float32)})
+
+
+# --- after the job ------------------------------------------------------------------------------
+
+
+def matches(pattern: str) -> list[str]:
+    return sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+
+
+def remove(pattern: str) -> None:
+    paths = matches(pattern)
+    if paths:
+        FileSystems.delete(paths)
+
+
+def _staging(prefix: str) -> set[str]:
+    """The beam-temp-* directories Beam's file sinks stage ``prefix``'s shards in."""
+    fs, path = fsspec.core.url_to_fs(prefix)
+    parent, base = os.path.split(path.rstrip("/"))
+    try:
+        return set(fs.glob(f"{parent}/beam-temp-{base}*"))
+    except (FileNotFoundError, OSError):
+        return set()
+
+
+@contextlib.contextmanager
+def staging_removed_on_failure(prefix: str) -> Iterator[None]:
+    """Whatever ends the job, no beam-temp-* staging it created is left under the output."""
+    before = _staging(prefix)
+    try:
+        yield
+    except BaseException:
+        fs, _ = fsspec.core.url_to_fs(prefix)
+        for stale in _staging(prefix) - before:
+            with contextlib.suppress(OSError):
+                fs.rm(stale, recursive=True)
+        raise

@@ -142,7 +142,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from pipelines.embed import main as embed_main
 
     try:
-        return embed_main(args.beam_args)
+        return embed_main(args.beam_args, verbose=args.verbose)
     except (BeamHubError, ValueError, FileNotFoundError) as e:  # bad flags, inputs or module: one clear line
         print(f"beam-hub: error: {_first_line(e)}", file=sys.stderr)
         return 2

@@ -376,8 +376,8 @@ def _counter(result: Any, name: str) -> int | None:
     return sum(c.committed or 0 for c in found)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    setup_logging()
+def main(argv: Sequence[str] | None = None, *, verbose: bool = False) -> int:
+    setup_logging(verbose)
     summary = run(argv)
     rows, rejected = summary["rows"], summary["rejected"]
     if rows is None:

@@ -59,11 +59,12 @@ def with_default_runner(argv: Sequence[str]) -> list[str]:
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """beam-hub's own progress lines on stderr; Beam's and absl's only when they warn."""
+    """beam-hub's own progress lines on stderr. Beam's and absl's only with ``verbose``: a job's
+    failure is reported once, as one line, by the job itself."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("beam_hub").setLevel(logging.INFO)  # even under a root logger set to WARNING
+    logging.getLogger("beam_hub").setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("apache_beam", "absl"):
-        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
 def match_files(pattern: str, flag: str = "--input") -> list[str]:

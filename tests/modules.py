@@ -253,3 +253,25 @@ def make_picky_embedder(path: str) -> str:
     m = Picky()
     tf.saved_model.save(m, path, signatures={"default": m.serve})
     return path
+
+
+def make_relu_without_training(path: str, hidden: int = 8, seed: int = 1) -> str:
+    """make_random_relu's base, but exported the way many TF2 SavedModels are: __call__(x) takes
+    no ``training`` argument."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+
+    class Base(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            w = np.outer([1.0, 0.7], rng.standard_normal(hidden)) + 0.01 * rng.standard_normal((2, hidden))
+            self.w = tf.Variable(w.astype(np.float32), name="w")
+            self.b = tf.Variable(0.1 * rng.standard_normal(hidden).astype(np.float32), name="b")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
+        def __call__(self, x):
+            return tf.nn.relu(tf.matmul(x, self.w) + self.b)
+
+    tf.saved_model.save(Base(), path)
+    return path

@@ -1,4 +1,5 @@
 import os
+import re
 
 import apache_beam as beam
 import numpy as np
@@ -229,10 +230,13 @@ def test_multi_processing_loads_once_per_worker_process(one_input):
 
 
 @pytest.mark.parametrize("large_model, copies", [(False, 2), (True, 1)])
-def test_large_model_keeps_one_copy_per_machine(tmp_path, large_model, copies):
-    """Two worker processes: one copy each, or with large_model=True one for the machine."""
+def test_large_model_keeps_one_copy_per_machine(tmp_path, monkeypatch, large_model, copies):
+    """Two worker processes: one copy each, or with large_model=True one for the machine, whose
+    files in the temp directory are named by a digest, never after the handle's path."""
     import modules
 
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # for the worker processes
+    (tmp_path / "tmp").mkdir()
     loads = tmp_path / "loads"
     path = modules.make_load_counter(str(tmp_path / "m"), str(loads))
     elements = [(i, np.full(3, i, np.float32)) for i in range(400)]
@@ -252,3 +256,6 @@ def test_large_model_keeps_one_copy_per_machine(tmp_path, large_model, copies):
     )
     assert metrics["inference_elements"] == 400
     assert len(os.listdir(loads)) == copies
+    ours = [n for n in os.listdir(tmp_path / "tmp") if "beam_hub" in n]
+    assert all(re.fullmatch(r"beam_hub-[0-9a-f]{32}\.(lock|address)", n) for n in ours), ours
+    assert bool(ours) == large_model

@@ -119,3 +119,79 @@ def test_other_training_formats(base, tmp_path, fmt):
     )
     assert handle == f"{dest}/1.tar.gz"
     assert beam_hub.load(handle)(X[:3]).shape == (3, 2)
+
+
+def reexport_cli(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.reexport", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    "label, why",
+    [
+        (0.9, "label 0.9 is not a whole number; classes are integers in [0, 2)"),
+        (2, "label 2 is outside the classes [0, 2)"),
+        ("yes", "label 'yes' is not a number"),
+    ],
+)
+def test_a_bad_label_is_refused_in_one_line_naming_the_record(base, data, tmp_path, label, why):
+    bad = tmp_path / "bad.jsonl"
+    lines = open(data).read().splitlines()
+    lines[41] = json.dumps({"x": [0.5, 0.5], "label": label})
+    bad.write_text("\n".join(lines) + "\n")
+    dest = tmp_path / "models"
+    proc = reexport_cli(*args(base, str(bad), str(dest), "--epochs", "1"), env={"TMPDIR": str(tmp_path)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"reexport: error: {bad} line 42: {why}; nothing was published."
+    assert not dest.exists() or os.listdir(dest) == []
+    assert not [n for n in os.listdir(tmp_path) if n.startswith("beam-hub-reexport-")]
+
+
+def test_unreadable_training_records_are_refused_naming_them(base, data, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(open(data).read() + '{"x": [1, 2], "label": \n')
+    with pytest.raises(beam_hub.errors.FineTuneError, match=rf"{bad} line 1201: malformed JSON"):
+        reexport.run(args(base, str(bad), str(tmp_path / "models"), "--epochs", "1"))
+
+
+def test_a_run_leaves_no_work_directory_behind(base, data, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    reexport.run(args(base, data, str(tmp_path / "models"), "--epochs", "1", "--work-dir", str(work)))
+    assert os.listdir(work) == []  # no TFRecord copy of the data, no exported module
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"x": [1.0, 2.0, 3.0], "label": 1}) + "\n")  # fails in training
+    with pytest.raises(Exception, match="do not fit the module's input"):
+        reexport.run(args(base, str(bad), str(tmp_path / "models"), "--work-dir", str(work)))
+    assert os.listdir(work) == []
+
+
+def test_the_fingerprint_comes_from_file_metadata_not_bytes(base, data, tmp_path):
+    parsed, _ = reexport.parse_args(args(base, data, str(tmp_path / "models")))
+    first = reexport.fingerprint(parsed)
+    stat = os.stat(data)
+    content = open(data, "rb").read()
+    with open(data, "r+b") as f:  # same size, other bytes, the same mtime: the store's metadata says "same"
+        f.write(content[:10].swapcase())
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert reexport.fingerprint(parsed) == first  # so no byte was read
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert reexport.fingerprint(parsed) != first
+
+
+def test_gcs_training_files_are_fingerprinted_by_their_checksum(base, data, gcs, bucket, tmp_path):
+    gcs.put(data, f"{bucket[5:]}/train/a.jsonl")
+    parsed, _ = reexport.parse_args(args(base, f"{bucket}/train/*.jsonl", str(tmp_path / "models")))
+    info = gcs.info(f"{bucket[5:]}/train/a.jsonl")
+    assert info.get("crc32c") or info.get("md5Hash")
+    assert reexport._file_token(f"{bucket}/train/a.jsonl").startswith(f"size={info['size']};")
+    first = reexport.fingerprint(parsed)
+    assert reexport.fingerprint(parsed) == first
+    gcs.pipe_file(f"{bucket[5:]}/train/a.jsonl", open(data, "rb").read().replace(b"label", b"LABEL"))
+    assert reexport.fingerprint(parsed) != first

@@ -120,3 +120,23 @@ def test_fine_tune_and_export_in_a_pipeline(base, tmp_path):
     assert handle.endswith("/1.tar.gz")
     assert not glob.glob(str(tmp_path / "work" / "data" / "*"))  # the shards (copies of the data) are gone
     assert accuracy(beam_hub.load(handle)(X[TEST])) >= 0.9
+
+
+def test_a_module_whose_call_takes_no_training_argument_fine_tunes(shards, tmp_path, caplog):
+    """Many TF2 exports have __call__(x) only: training= is passed where accepted, with one note."""
+    import logging
+
+    import modules
+
+    plain = modules.make_relu_without_training(str(tmp_path / "plain"))
+    assert beam_hub.load(plain).call_spec.takes_training is False
+    with caplog.at_level(logging.WARNING, logger="beam_hub"):
+        result = train(shards, config(plain, epochs=3))
+    assert result.epochs_run >= 1 and result.train_examples == 1800
+    notes = [r.getMessage() for r in caplog.records if "takes no training argument" in r.getMessage()]
+    assert len(notes) == 1 and plain in notes[0]
+    exported = export(result, config(plain, epochs=3), str(tmp_path / "tuned"))
+    again = beam_hub.load(exported)
+    assert again(X[TEST][:4]).shape == (4, 2)
+    layer = beam_hub.KerasLayer(plain, trainable=True)  # the same rule in the Keras layer
+    assert layer(tf.constant(X[:3]), training=True).shape == (3, 8)

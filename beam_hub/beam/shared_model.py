@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -13,12 +15,12 @@ from beam_hub.batch import LoadedModule
 
 _registry_lock = threading.Lock()
 _registry: dict[str, shared.Shared] = {}
-_loads: dict[str, int] = {}  # tag -> loads in this process (for runners without metrics, e.g. Dask)
+_loads: dict[ModuleKey, int] = {}  # loads in this process (for runners without metrics, e.g. Dask)
 
 
 def loads_in_this_process(handle: str) -> int:
     """How many times this process loaded ``handle`` (any tags or cache): 1 after a normal run."""
-    return sum(n for tag, n in _loads.items() if tag.split("|", 1)[0] == f"beam_hub:{handle}")
+    return sum(n for key, n in _loads.items() if key.handle == handle)
 
 
 @dataclass(frozen=True)
@@ -32,14 +34,17 @@ class ModuleKey:
 
     @property
     def tag(self) -> str:
-        return f"beam_hub:{self.handle}|{self.tags}|{self.cache_dir}|{self.local_cache_dir}"
+        """A name for Beam's Shared and multi_process_shared, which also name files in the temp
+        directory after it: a digest, never the handle itself (a path or URL)."""
+        identity = json.dumps([self.handle, self.tags, self.cache_dir, self.local_cache_dir])
+        return "beam_hub-" + hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
     def load(self) -> LoadedModule:
         from beam_hub.module import load
 
         tags = None if self.tags is None else list(self.tags)
         with _registry_lock:
-            _loads[self.tag] = _loads.get(self.tag, 0) + 1
+            _loads[self] = _loads.get(self, 0) + 1
         return LoadedModule(
             load(self.handle, tags=tags, cache_dir=self.cache_dir, local_cache_dir=self.local_cache_dir)
         )

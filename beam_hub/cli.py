@@ -222,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="mirror of the extracted modules (e.g. gs://bucket/prefix) for tf-hub-format=uncompressed",
     )
     p.add_argument(
-        "--pack-dir", default=None, help="where archives of module directories are packed and kept"
+        "--pack-dir",
+        default=None,
+        help="where archives of module directories are packed and kept (default ~/.cache/beam_hub_serve/packs)",
     )
     p.set_defaults(func=cmd_serve)
 

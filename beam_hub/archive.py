@@ -21,6 +21,7 @@ from beam_hub.files import PATH_MAX, PRIVATE_FILES, FileRecord, FileRecords, fil
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 MAX_MEMBERS = 100_000  # SavedModels hold a handful of files; vocabularies and shards a few thousand
 DISK_BLOCK = 4096  # what a file costs on disk at the least
+MAX_TRAILING_BYTES = 1 << 20  # raw bytes after the tar's end (gzip tail, record padding) we read
 _CHUNK = 1 << 20
 _HEADER_LIMITS = {  # extended header type -> largest size read
     tarfile.XHDTYPE: 64 << 10,
@@ -194,8 +195,14 @@ def safe_extract(
                         f"{what}: member {member.name!r} is both a file and a directory ({e.strerror}); "
                         "refusing the archive."
                     ) from None
-            while reader.read(_CHUNK):  # hash trailing padding too: the digest covers the file
-                pass
+            trailing = 0
+            while chunk := reader.read(_CHUNK):  # hash trailing padding too: the digest covers the file
+                trailing += len(chunk)
+                if trailing > MAX_TRAILING_BYTES:
+                    raise UnsafeArchiveError(
+                        f"{what} goes on for more than {MAX_TRAILING_BYTES} bytes after the archive's end; "
+                        "refusing it (a real archive ends with a little padding)."
+                    )
     except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise IntegrityError(f"{what} is truncated or corrupt ({type(e).__name__}: {e}).") from e
     return ExtractedFiles(reader.sha256.hexdigest(), dict(sorted(files.items())))

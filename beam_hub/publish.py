@@ -30,6 +30,7 @@ SUFFIX = ".tar.gz"
 _INTEGER_VERSION = re.compile(r"^(\d+)\.tar\.gz$")
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _FINGERPRINT = ".fingerprint"
+_MAX_FINGERPRINT_BYTES = 4096
 
 __all__ = ["PublishError", "publish", "published_with", "versions"]
 
@@ -55,7 +56,8 @@ def published_with(dest: str, fingerprint: str) -> str | None:
     for name in sorted(names):
         archive = name[: -len(_FINGERPRINT)]
         if name.endswith(SUFFIX + _FINGERPRINT) and archive in names:
-            if fs.cat_file(f"{root}/{name}").decode("utf-8", "replace").strip() == fingerprint:
+            recorded = fs.cat_file(f"{root}/{name}", start=0, end=_MAX_FINGERPRINT_BYTES)
+            if recorded.decode("utf-8", "replace").strip() == fingerprint:
                 return f"{dest}/{archive}"
     return None
 

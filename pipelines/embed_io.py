@@ -68,7 +68,10 @@ def tfrecord_features(path: str, text_field: str, id_field: str) -> dict[str, st
     from beam_hub.examples import feature_kinds
 
     with FileSystems.open(path) as f:
-        first = next(tfrecords(f), None)
+        try:
+            first = next(tfrecords(f), None)
+        except ValueError as e:
+            raise ValueError(f"{path}: corrupt TFRecord file ({e})") from None
     if first is None:
         raise ValueError(f"{path} holds no records")
     kinds = feature_kinds(first)

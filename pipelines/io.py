@@ -47,6 +47,8 @@ FORMAT_NAMES = sorted(set(INPUT_FORMATS.values()))
 LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
 ERRORS = "errors"  #: the tag of the dead-letter output
 RECORD_LIMIT = 4096  #: characters of a bad record kept in its dead letter
+MAX_LINE_BYTES = 16 << 20  #: a longer line is a bad record (read in bounded pieces, never whole)
+MAX_TFRECORD_BYTES = 256 << 20  #: a TFRecord claiming more is corrupt
 
 
 def with_default_runner(argv: Sequence[str]) -> list[str]:
@@ -118,14 +120,28 @@ def dead_letter(source: str, position: int | None, error: str, record: Any) -> d
     return {"source": source, "position": position, "error": error, "record": raw}
 
 
+class _TooLong(bytes):
+    """The start of a line longer than MAX_LINE_BYTES (the rest was skipped, never held in memory)."""
+
+
 def _lines(f: Any) -> Iterator[tuple[int, bytes]]:
-    """(1-based number, raw line without its end) of a binary file."""
-    for number, raw in enumerate(iter(f.readline, b""), start=1):
+    """(1-based number, raw line without its end) of a binary file; a line longer than
+    MAX_LINE_BYTES comes as a :class:`_TooLong` holding its start."""
+    number = 0
+    while raw := f.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass  # skip to the end of the line in bounded pieces
+            yield number, _TooLong(raw[:RECORD_LIMIT])
+            continue
         yield number, raw.rstrip(b"\r\n")
 
 
 def _decoded(source: str, number: int, raw: bytes) -> str | dict[str, Any]:
-    """The line as text, or its dead letter when it is not UTF-8."""
+    """The line as text, or its dead letter when it is not UTF-8 or too long."""
+    if isinstance(raw, _TooLong):
+        return dead_letter(source, number, f"the line is longer than {MAX_LINE_BYTES} bytes", bytes(raw))
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -232,6 +248,8 @@ def tfrecords(f: Any) -> Iterator[bytes]:
         length, length_crc = struct.unpack("<QI", header)
         if google_crc32c is not None and masked(header[:8]) != length_crc:
             raise ValueError(f"record {index} has a corrupt length")
+        if length > MAX_TFRECORD_BYTES:
+            raise ValueError(f"record {index} claims {length} bytes (more than {MAX_TFRECORD_BYTES})")
         data = f.read(length)
         crc = f.read(4)
         if len(data) < length or len(crc) < 4:

@@ -224,3 +224,11 @@ def test_a_shipped_cache_manifest_is_not_extracted(tmp_path):
     dest.mkdir()
     got = safe_extract(archive, str(dest), what="m")
     assert list(got.files) == ["saved_model.pb"] and os.listdir(dest) == ["saved_model.pb"]
+
+
+def test_endless_data_after_the_archive_is_refused(tmp_path):
+    """A server may keep sending after the tar's end: reading must stop, not hash forever."""
+    archive = make_tar(tmp_path / "m.tar", [GOOD], gz=False)
+    stream = io.BytesIO(open(archive, "rb").read() + b"\0" * (3 << 20))
+    with pytest.raises(UnsafeArchiveError, match="after the archive's end"):
+        safe_extract(stream, str(tmp_path / "out"), what="endless")

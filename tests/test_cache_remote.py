@@ -266,3 +266,19 @@ def test_a_marker_naming_paths_outside_the_entry_is_hostile(
     assert len(warnings) == 1 and bad in warnings[0], warnings
     # the hostile marker was replaced by a good one for the next machine
     assert bad not in json.loads(gcs.cat_file(f"{cache[5:]}/{key}.manifest.json"))["files"]
+
+
+def test_an_oversized_marker_is_not_read_whole(
+    server, one_input_tgz, bucket, gcs, tmp_path, caplog, monkeypatch
+):
+    import beam_hub.cache.remote as remote
+
+    monkeypatch.setattr(remote, "MAX_MARKER_BYTES", 4096)  # the real cap is 32 MiB: too big for a test
+    url = server.add("/m", one_input_tgz)
+    cache = f"{bucket}/c"
+    marker = json.dumps({"handle": url, "files": {}, "padding": "x" * 100_000}).encode()
+    gcs.pipe_file(f"{cache[5:]}/{cache_key(url)}.manifest.json", marker)
+    with caplog.at_level(logging.WARNING, logger="beam_hub"):
+        path = beam_hub.resolve(url, cache_dir=cache, local_cache_dir=tmp_path / "local")
+    assert os.path.isfile(os.path.join(path, "saved_model.pb")) and server.gets("/m") == 1
+    assert "larger than 4096 bytes" in caplog.text

@@ -254,3 +254,66 @@ def test_a_flag_nobody_knows_is_an_error(tmp_path, messy_jsonl, typo):
     flag = typo[0].split("=")[0]
     assert proc.stderr.strip().startswith(f"beam-hub: error: unknown flag(s) {flag} ")
     assert not glob.glob(str(tmp_path / "emb*"))
+
+
+def test_an_endless_line_and_a_lying_tfrecord_are_bad_records_not_crashes(tmp_path, modules_dir):
+    import struct
+
+    import google_crc32c
+
+    src = tmp_path / "in.jsonl"
+    with open(src, "wb") as f:
+        f.write(b'{"id": 1, "text": "short"}\n')
+        f.write(b'{"id": 2, "text": "' + b"y" * (20 << 20) + b'"}\n')  # 20 MB: over the line cap
+        f.write(b'{"id": 3, "text": "after it"}\n')
+    prefix = str(tmp_path / "j")
+    proc = embed(
+        "--input", str(src), "--output", prefix, "--format", "jsonl", "--module", modules_dir["text_embedder"]
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert sorted(json.loads(line)["id"] for f in glob.glob(f"{prefix}-0*.jsonl") for line in open(f)) == [
+        1,
+        3,
+    ]
+    (letter,) = letters(prefix)
+    assert letter["position"] == 2 and letter["error"].startswith("the line is longer than")
+
+    def masked(data):
+        crc = google_crc32c.value(data)
+        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+    import tensorflow as tf
+
+    header = struct.pack("<Q", 1 << 40)
+    lie = header + struct.pack("<I", masked(header)) + b"tiny"  # claims a terabyte
+    (tmp_path / "b_lie.tfrecord").write_bytes(lie)
+    with tf.io.TFRecordWriter(str(tmp_path / "a_good.tfrecord")) as w:
+        w.write(
+            tf.train.Example(
+                features=tf.train.Features(
+                    feature={"text": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"fine"]))}
+                )
+            ).SerializeToString()
+        )
+    prefix = str(tmp_path / "t")
+    proc = embed(
+        "--input",
+        str(tmp_path / "*.tfrecord"),
+        "--output",
+        prefix,
+        "--format",
+        "jsonl",
+        "--module",
+        modules_dir["text_embedder"],
+    )
+    assert proc.returncode == 1, proc.stderr
+    (letter,) = letters(prefix)
+    assert letter["source"] == str(tmp_path / "b_lie.tfrecord")
+    assert letter["error"] == f"corrupt TFRecord file: record 0 claims {1 << 40} bytes (more than 268435456)"
+    # when the file the schema is read from is the corrupt one: one line naming it
+    proc = embed("--input", str(tmp_path / "b_lie.tfrecord"), "--output", str(tmp_path / "u"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"beam-hub: error: {tmp_path / 'b_lie.tfrecord'}: corrupt TFRecord file "
+        f"(record 0 claims {1 << 40} bytes (more than 268435456))"
+    )

@@ -43,6 +43,8 @@ from beam_hub.files import join_inside
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
+MAX_MARKER_BYTES = 32 << 20  # a manifest of 100,000 files is ~10 MB; a bigger marker is hostile
+_MAX_LOCK_BYTES = 64 << 10
 _MIN_RATE = 1 << 20  # bytes/s a shared-tier copy must at least reach before it is given up
 
 
@@ -90,10 +92,12 @@ class RemoteCache:
         """The entry's marker, or None when there is none; a marker that is unreadable, names an
         unsafe file or another handle is hostile or damaged: it is deleted with a warning."""
         try:
-            raw = self._call("cat_file", self._marker(key))
+            raw = self._call("cat_file", self._marker(key), start=0, end=MAX_MARKER_BYTES + 1)
         except FileNotFoundError:
             return None
         try:
+            if len(raw) > MAX_MARKER_BYTES:
+                raise ValueError(f"it is larger than {MAX_MARKER_BYTES} bytes")
             manifest = Manifest.from_json(json.loads(raw))
             if handle is not None and manifest.handle != handle:
                 raise ValueError(f"it describes {manifest.handle!r}, not {handle!r}")
@@ -210,10 +214,12 @@ class RemoteCache:
     def _read_lock(self, key: str) -> dict[str, Any] | None:
         """{"owner": str, "heartbeat": float}, or None without a lock; garbage reads as a dead owner."""
         try:
-            raw = self._call("cat_file", self._lock(key))
+            raw = self._call("cat_file", self._lock(key), start=0, end=_MAX_LOCK_BYTES + 1)
         except FileNotFoundError:
             return None
         try:
+            if len(raw) > _MAX_LOCK_BYTES:
+                raise ValueError("an oversized lock record")
             data = json.loads(raw)
             return {"owner": str(data["owner"]), "heartbeat": float(data["heartbeat"])}
         except (ValueError, TypeError, KeyError):

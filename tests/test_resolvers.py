@@ -345,3 +345,23 @@ def test_a_remote_directory_listing_cannot_write_outside_the_entry(one_input, ca
     ):
         beam_hub.resolve("memory://evil/m")
     assert not list(tmp_path.rglob("escape.txt")) and entries(cache_dir) == []
+
+
+def test_handles_naming_each_other_are_not_followed_forever():
+    from beam_hub.handles import parse_handle
+    from beam_hub.resolvers import resolve_in
+
+    class Loop(Resolver):
+        def is_supported(self, handle):
+            return handle.protocol == "loop"
+
+        def __call__(self, handle, cache):
+            return resolve_in(parse_handle("loop://again"), cache)
+
+    r = Loop()
+    beam_hub.register_resolver(r)
+    try:
+        with pytest.raises(UnsupportedHandleError, match="chain of locations"):
+            beam_hub.resolve("loop://start")
+    finally:
+        beam_hub.unregister_resolver(r)

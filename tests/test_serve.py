@@ -296,3 +296,14 @@ def test_an_absurd_range_is_416_without_a_traceback(root):
     finally:
         log = served.stop()
     assert "Traceback" not in log and "Error" not in log
+
+
+def test_a_location_naming_a_hub_page_is_refused_not_followed(root, monkeypatch):
+    """An http(s) uncompressed location must be an archive: a hub page would ask again, forever."""
+    served = Served(root, "--uncompressed-base", "http://127.0.0.1:9/elsewhere")
+    monkeypatch.setenv("TFHUB_MODEL_LOAD_FORMAT", "UNCOMPRESSED")
+    try:
+        with pytest.raises(DownloadError, match="must name an archive"):
+            beam_hub.resolve(served.url + "/acme/fruit/1")
+    finally:
+        served.stop()

@@ -39,7 +39,13 @@ def checked_location(handle: Handle, location: str) -> Handle:
             f"only point at remote storage ({', '.join(sorted(REMOTE_LOCATION_PROTOCOLS))}), never at local "
             "files. Refused; unset TFHUB_MODEL_LOAD_FORMAT to download the archive instead."
         )
-    return parse_handle(location)
+    target = parse_handle(location)
+    if target.is_http and not target.is_archive:
+        raise DownloadError(
+            f"{handle.location} named {shown!r} as the module's uncompressed location: an http(s) location "
+            "must name an archive (.tar.gz, .tgz, .tar), not another hub page. Refused."
+        )
+    return target
 
 
 def download_url(handle: Handle) -> str:

@@ -11,6 +11,8 @@ from beam_hub.resolvers.base import Resolver
 
 _lock = threading.Lock()
 _registry: list[Resolver] = []
+_nesting = threading.local()
+MAX_NESTING = 4
 
 
 def register_resolver(resolver: Resolver, *, first: bool = True) -> None:
@@ -32,10 +34,21 @@ def registered_resolvers() -> list[Resolver]:
 
 
 def resolve_in(handle: Handle, cache: ModuleCache) -> str:
-    """Resolve a parsed handle through ``cache`` (resolvers call this for handles they find nested)."""
-    for resolver in registered_resolvers():
-        if resolver.is_supported(handle):
-            return resolver(handle, cache)
+    """Resolve a parsed handle through ``cache`` (resolvers call this for handles they find nested,
+    at most MAX_NESTING deep: a location naming itself again is refused, not followed forever)."""
+    depth = getattr(_nesting, "depth", 0)
+    if depth >= MAX_NESTING:
+        raise UnsupportedHandleError(
+            f"{handle.raw!r} is the {depth + 1}th handle in a chain of locations naming each other; "
+            "refusing to follow more. The server's locations are misconfigured."
+        )
+    _nesting.depth = depth + 1
+    try:
+        for resolver in registered_resolvers():
+            if resolver.is_supported(handle):
+                return resolver(handle, cache)
+    finally:
+        _nesting.depth = depth
     raise UnsupportedHandleError(
         f"No resolver supports {handle.raw!r}. Use a local path, an fsspec URL (gs://, s3://, ...), "
         "an http(s) URL, or register a resolver with beam_hub.register_resolver()."

@@ -193,6 +193,8 @@ class _UsableRows(beam.DoFn):
         table = located.record
         if self._lists:
             table = _one_value_per_row(table)
+        if self._text_field not in table.column_names:  # e.g. one Parquet file of many lacks it
+            table = table.append_column(self._text_field, pa.nulls(table.num_rows, pa.string()))
         column = table.column(self._text_field)
         is_text = (
             pa.types.is_string(column.type)
@@ -229,6 +231,30 @@ def _one_value_per_row(table: Any) -> Any:
         first = pc.list_element(pc.if_else(one, column, pa.scalar(None, column.type)), 0)
         columns.append(first)
     return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+class _ConformTable(beam.DoFn):
+    """An embedded table in the output's schema (the first file's, set before the job), without
+    provenance; a table from a file whose columns do not fit it gives a dead letter per row."""
+
+    def __init__(self, schema: Any) -> None:
+        self._schema = schema
+
+    def process(self, table: Any) -> Iterable[Any]:
+        import pyarrow as pa
+
+        columns = [
+            table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+            for f in self._schema
+        ]
+        try:
+            yield pa.Table.from_arrays(columns, names=self._schema.names).cast(self._schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            error = f"does not fit the output's Parquet schema (the first file's): {e}"
+            for row in table.to_pylist():
+                source, position = row.pop(_SOURCE), row.pop(_ROW)
+                row.pop("embedding", None)
+                yield beam.pvalue.TaggedOutput(ERRORS, dead_letter(source, position, error, row))
 
 
 def _failed_table_row(failed: Any) -> dict[str, Any]:
@@ -284,9 +310,11 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
     if fmt in ("parquet", "tfrecord"):
         tables, schema, errors = _columnar(p, opts, fmt, paths, apply)
         if opts.format == "parquet":
-            tables = tables | "Unlocate" >> beam.Map(
-                lambda t: count(t.drop_columns([_SOURCE, _ROW]), t.num_rows)
+            conformed = tables | "Conform" >> beam.ParDo(_ConformTable(schema)).with_outputs(
+                ERRORS, main="tables"
             )
+            errors.append(conformed[ERRORS])
+            tables = conformed.tables | "Count" >> beam.Map(lambda t: count(t, t.num_rows))
             embed_io.write_tables(tables, opts.output, schema)
         else:
             rows = tables | "ToRows" >> beam.FlatMap(_located_rows)

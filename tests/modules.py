@@ -122,6 +122,16 @@ def make_custom_op(path: str) -> str:
     return path
 
 
+def _features(sentences):
+    """(chars, bytes, words, 1) per text, as float32 [batch, 4] (in TensorFlow ops)."""
+    import tensorflow as tf
+
+    chars = tf.cast(tf.strings.length(sentences, unit="UTF8_CHAR"), tf.float32)
+    nbytes = tf.cast(tf.strings.length(sentences), tf.float32)
+    words = tf.cast(tf.strings.split(sentences).row_lengths(), tf.float32)
+    return tf.stack([chars, nbytes, words, tf.ones_like(chars)], axis=1)
+
+
 def make_text_embedder(path: str) -> str:
     """Strings in, float32 [batch, 4] out: (chars, bytes, words, 1) per text. Cheap and exact."""
     import tensorflow as tf
@@ -129,10 +139,7 @@ def make_text_embedder(path: str) -> str:
     class Embed(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
         def serve(self, sentences):
-            chars = tf.cast(tf.strings.length(sentences, unit="UTF8_CHAR"), tf.float32)
-            nbytes = tf.cast(tf.strings.length(sentences), tf.float32)
-            words = tf.cast(tf.strings.split(sentences).row_lengths(), tf.float32)
-            return {"default": tf.stack([chars, nbytes, words, tf.ones_like(chars)], axis=1)}
+            return {"default": _features(sentences)}
 
     m = Embed()
     tf.saved_model.save(m, path, signatures={"default": m.serve})
@@ -245,10 +252,7 @@ def make_picky_embedder(path: str) -> str:
         def serve(self, sentences):
             ok = tf.reduce_all(tf.not_equal(sentences, "poison"))
             with tf.control_dependencies([tf.debugging.Assert(ok, ["the module cannot embed poison"])]):
-                chars = tf.cast(tf.strings.length(sentences, unit="UTF8_CHAR"), tf.float32)
-                nbytes = tf.cast(tf.strings.length(sentences), tf.float32)
-                words = tf.cast(tf.strings.split(sentences).row_lengths(), tf.float32)
-                return {"default": tf.stack([chars, nbytes, words, tf.ones_like(chars)], axis=1)}
+                return {"default": _features(sentences)}
 
     m = Picky()
     tf.saved_model.save(m, path, signatures={"default": m.serve})

@@ -317,3 +317,20 @@ def test_an_endless_line_and_a_lying_tfrecord_are_bad_records_not_crashes(tmp_pa
         f"beam-hub: error: {tmp_path / 'b_lie.tfrecord'}: corrupt TFRecord file "
         f"(record 0 claims {1 << 40} bytes (more than 268435456))"
     )
+
+
+def test_parquet_files_that_disagree_with_the_first_are_set_aside_not_fatal(tmp_path, modules_dir):
+    pq.write_table(pa.table({"id": [1, 2], "text": ["a", "b"]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"id": ["x"], "text": ["c"]}), tmp_path / "b.parquet")  # id is text here
+    pq.write_table(pa.table({"id": [3], "body": ["no text column"]}), tmp_path / "c.parquet")
+    pq.write_table(pa.table({"id": [4], "text": ["d"], "extra": [1.5]}), tmp_path / "d.parquet")
+    prefix = str(tmp_path / "emb")
+    proc = embed(
+        "--input", str(tmp_path / "*.parquet"), "--output", prefix, "--module", modules_dir["text_embedder"]
+    )
+    assert proc.returncode == 1, proc.stderr
+    rows = parquet_rows(prefix)
+    assert sorted(r["id"] for r in rows) == [1, 2, 4] and set(rows[0]) == {"id", "text", "embedding"}
+    got = {(os.path.basename(d["source"]), d["position"]): d["error"] for d in letters(prefix)}
+    assert got[("c.parquet", 0)] == "the text field 'text' is missing or null"
+    assert got[("b.parquet", 0)].startswith("does not fit the output's Parquet schema")

@@ -86,9 +86,13 @@ t = time.perf_counter(); m.encode(texts, batch_size=batch); print(time.perf_coun
 
 def run_st(python: str, texts_file: str, batch: int) -> float | None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run(
-        [python, "-c", ST_SCRIPT, texts_file, str(batch)], capture_output=True, text=True, env=env
-    )
+    try:
+        proc = subprocess.run(
+            [python, "-c", ST_SCRIPT, texts_file, str(batch)], capture_output=True, text=True, env=env
+        )
+    except OSError as e:
+        print(f"  (sentence-transformers not measured: {e})")
+        return None
     if proc.returncode != 0:
         print(
             f"  (sentence-transformers not measured: {proc.stderr.strip().splitlines()[-1] if proc.stderr else 'failed'})"

@@ -159,6 +159,8 @@ def _failed_row(failed: Any) -> dict[str, Any]:
 
 def _per_element(p: beam.Pipeline, opts: Any, fmt: str, paths: list[str], apply: dict[str, Any]):
     records, read_errors = read_records(p, opts.input, fmt)
+    # one worker reads a file (lines in order, for their numbers); every worker may embed them
+    records = records | "Spread" >> beam.Reshuffle()
     if fmt == "csv":
         embed_io.require_column(paths[0], opts.text_field)
     texts = records | "Text" >> beam.ParDo(
@@ -276,6 +278,7 @@ def _columnar(p: beam.Pipeline, opts: Any, fmt: str, paths: list[str], apply: di
     # module's sub-batches of similar texts (less padding)
     read_rows = max(16 * opts.batch_size, 1024)
     batches, read_errors = read_batches(p, opts.input, fmt, read_rows, features)
+    batches = batches | "Spread" >> beam.Reshuffle()  # one worker reads a file; every worker may embed it
     usable = batches | "Rows" >> beam.ParDo(_UsableRows(opts.text_field, fmt == "tfrecord")).with_outputs(
         ERRORS, main="tables"
     )

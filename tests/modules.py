@@ -150,10 +150,11 @@ def text_features(text: str) -> list[float]:
     return [float(len(text)), float(len(text.encode())), float(len(text.split())), 1.0]
 
 
-def make_random_relu(path: str, hidden: int = 8, seed: int = 1) -> str:
+def make_random_relu(path: str, hidden: int = 8, seed: int = 1, training_arg: bool = True) -> str:
     """A small ReLU base over 2 floats: __call__(x, training) -> relu(x @ W + b), trainable, with an
     L2 regularization loss. W starts rank one (every unit sees the same projection of x), so frozen
-    features cannot tell x1*x2 > 0 apart; fine-tuning can turn the units."""
+    features cannot tell x1*x2 > 0 apart; fine-tuning can turn the units. ``training_arg=False``
+    exports __call__(x) alone, as many TF2 SavedModels are."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
@@ -168,13 +169,18 @@ def make_random_relu(path: str, hidden: int = 8, seed: int = 1) -> str:
                 tf.function(lambda: 1e-4 * tf.reduce_sum(tf.square(self.w)), input_signature=[])
             ]
 
-        @tf.function(
-            input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x"), tf.TensorSpec([], tf.bool)]
-        )
-        def __call__(self, x, training=False):
+        def forward(self, x):
             return tf.nn.relu(tf.matmul(x, self.w) + self.b)
 
-    tf.saved_model.save(Base(), path)
+    spec = tf.TensorSpec([None, 2], tf.float32, name="x")
+    base = Base()
+    if training_arg:
+        base.__call__ = tf.function(
+            lambda x, training=False: base.forward(x), input_signature=[spec, tf.TensorSpec([], tf.bool)]
+        )
+    else:
+        base.__call__ = tf.function(base.forward, input_signature=[spec])
+    tf.saved_model.save(base, path)
     return path
 
 
@@ -256,26 +262,4 @@ def make_picky_embedder(path: str) -> str:
 
     m = Picky()
     tf.saved_model.save(m, path, signatures={"default": m.serve})
-    return path
-
-
-def make_relu_without_training(path: str, hidden: int = 8, seed: int = 1) -> str:
-    """make_random_relu's base, but exported the way many TF2 SavedModels are: __call__(x) takes
-    no ``training`` argument."""
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-
-    class Base(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            w = np.outer([1.0, 0.7], rng.standard_normal(hidden)) + 0.01 * rng.standard_normal((2, hidden))
-            self.w = tf.Variable(w.astype(np.float32), name="w")
-            self.b = tf.Variable(0.1 * rng.standard_normal(hidden).astype(np.float32), name="b")
-
-        @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.float32, name="x")])
-        def __call__(self, x):
-            return tf.nn.relu(tf.matmul(x, self.w) + self.b)
-
-    tf.saved_model.save(Base(), path)
     return path

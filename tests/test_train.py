@@ -128,7 +128,7 @@ def test_a_module_whose_call_takes_no_training_argument_fine_tunes(shards, tmp_p
 
     import modules
 
-    plain = modules.make_relu_without_training(str(tmp_path / "plain"))
+    plain = modules.make_random_relu(str(tmp_path / "plain"), training_arg=False)
     assert beam_hub.load(plain).call_spec.takes_training is False
     with caplog.at_level(logging.WARNING, logger="beam_hub"):
         result = train(shards, config(plain, epochs=3))

@@ -3,8 +3,9 @@
 TensorFlow 2.21 logs through Abseil before Abseil is initialised, and such lines go to stderr
 whatever ``TF_CPP_MIN_LOG_LEVEL`` says ("All log messages before absl::InitializeLog() is called
 are written to STDERR", oneDNN notices, "Could not find cuda drivers", "failed call to cuInit").
-The CLI routes file descriptor 2 through a filter that drops those INFO/WARNING lines and the
-CUDA probe's error on machines without a GPU, and passes everything else through unchanged, as
+The CLI routes file descriptor 2 through a filter that drops those INFO/WARNING lines, the CUDA
+probe's error on machines without a GPU and oneDNN's "falling back to Eigen" notice (logged as
+an error), and passes everything else through unchanged, as
 it arrives (tqdm bars included), for this process and the worker processes it starts.
 """
 
@@ -18,7 +19,8 @@ import threading
 _NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|[IW]\d{4} [\d:. ]+\d+ [\w.]+:\d+\] "
-    rb"|E\d{4} [\d:. ]+\d+ cuda_\w+\.cc:\d+\] failed call to cuInit)"
+    rb"|E\d{4} [\d:. ]+\d+ cuda_\w+\.cc:\d+\] failed call to cuInit"
+    rb"|E\d{4} [\d:. ]+\d+ util\.cc:\d+\] oneDNN supports DT_\w+ only on platforms with)"
 )
 _ABSL_WARNING = b"WARNING: All log messages before absl"
 _ABSL_LINE_START = re.compile(rb"^[IWE]\d{0,4}$|^[IWE]\d{4} ")

@@ -91,3 +91,29 @@ def test_a_malformed_setting_is_one_line_naming_it(server, one_input_tgz):
         assert proc.stderr.startswith(f"beam-hub: error: {name}=") and "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
     assert server.gets("/m") == 0
+
+
+FILTERED = """
+import os, subprocess, sys
+from beam_hub.native_stderr import NativeStderrFilter
+f = NativeStderrFilter()
+os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n")
+os.write(2, b"I0000 00:00:1795783812.829856   30445 port.cc:153] oneDNN custom operations are on.\\n")
+os.write(2, b"E0000 00:00:1795783815.156502   30445 cuda_platform.cc:52] failed call to cuInit: INTERNAL\\n")
+os.write(2, b"E0000 00:00:1795783815.156502   30445 other.cc:9] a real native error\\n")
+os.write(2, b"progress 50%\\r")
+subprocess.run([sys.executable, "-c", "import os; os.write(2, b'I0000 00:00:1.0 1 x.cc:1] child noise\\\\nchild line\\\\n')"])
+print("python line", file=sys.stderr)
+f.close()
+"""
+
+
+def test_native_start_up_noise_is_filtered_and_the_rest_passes():
+    proc = subprocess.run(
+        [sys.executable, "-c", FILTERED], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        proc.stderr
+        == "E0000 00:00:1795783815.156502   30445 other.cc:9] a real native error\nprogress 50%\rchild line\npython line\n"
+    )

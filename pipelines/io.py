@@ -130,6 +130,8 @@ def _lines(f: Any) -> Iterator[tuple[int, bytes]]:
     number = 0
     while raw := f.readline(MAX_LINE_BYTES + 1):
         number += 1
+        if number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark (Windows exports)
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
             while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
                 pass  # skip to the end of the line in bounded pieces

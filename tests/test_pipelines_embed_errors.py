@@ -334,3 +334,26 @@ def test_parquet_files_that_disagree_with_the_first_are_set_aside_not_fatal(tmp_
     got = {(os.path.basename(d["source"]), d["position"]): d["error"] for d in letters(prefix)}
     assert got[("c.parquet", 0)] == "the text field 'text' is missing or null"
     assert got[("b.parquet", 0)].startswith("does not fit the output's Parquet schema")
+
+
+def test_a_byte_order_mark_is_not_a_bad_record(tmp_path, modules_dir):
+    src = tmp_path / "excel.csv"
+    src.write_bytes(b"\xef\xbb\xbftext,key\r\nfirst,a\r\nsecond,b\r\n")  # the text column first
+    prefix = str(tmp_path / "emb")
+    proc = embed(
+        "--input",
+        str(src),
+        "--output",
+        prefix,
+        "--format",
+        "jsonl",
+        "--id-field",
+        "key",
+        "--module",
+        modules_dir["text_embedder"],
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(json.loads(line)["id"] for f in glob.glob(f"{prefix}-0*.jsonl") for line in open(f)) == [
+        "a",
+        "b",
+    ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from beam_hub import errors
+from beam_hub.aliases import resolve_version
 from beam_hub.archive import pack
 from beam_hub.cache import LocalCache
 from beam_hub.handles import Handle, parse_handle
@@ -72,5 +73,6 @@ __all__ = [
     "register_resolver",
     "registered_resolvers",
     "resolve",
+    "resolve_version",
     "unregister_resolver",
 ]

@@ -46,7 +46,9 @@ def require_column(csv_path: str, field: str) -> None:
     import io
 
     with FileSystems.open(csv_path) as raw:
-        header = next(csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")), [])
+        header = next(
+            csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")), []
+        )
     if field not in header:
         raise ValueError(f"{csv_path} has no column {field!r} (columns: {header}); pass --text-field")
 

@@ -30,6 +30,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import beam_hub
 from beam_hub import errors as errors_module
+from beam_hub.aliases import resolve_version
 from beam_hub.cache import Manifest
 from beam_hub.errors import BeamHubError, FineTuneError
 from beam_hub.files import records_to_json
@@ -177,6 +178,7 @@ def run(argv: Sequence[str] | None = None) -> str:
     """Run the job; return the handle of the version published (or already published)."""
     args, beam_args = parse_args(list(sys.argv[1:] if argv is None else argv))
     beam_args = with_default_runner(beam_args)
+    args.base = resolve_version(args.base)  # one version for the whole run (and its fingerprint)
     digest = fingerprint(args)
     existing = published_with(args.dest, digest)
     if existing:

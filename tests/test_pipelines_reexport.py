@@ -195,3 +195,11 @@ def test_gcs_training_files_are_fingerprinted_by_their_checksum(base, data, gcs,
     assert reexport.fingerprint(parsed) == first
     gcs.pipe_file(f"{bucket[5:]}/train/a.jsonl", open(data, "rb").read().replace(b"label", b"LABEL"))
     assert reexport.fingerprint(parsed) != first
+
+
+def test_the_base_may_be_an_alias_pinned_for_the_whole_run(base, data, tmp_path):
+    bases = str(tmp_path / "bases")
+    beam_hub.publish(base, bases)
+    handle = reexport.run(args(f"{bases}@latest", data, str(tmp_path / "models"), "--epochs", "1"))
+    readme = beam_hub.resolve(handle) + "/README.md"
+    assert f"# Fine-tuned from {bases}/1.tar.gz" in open(readme).read()

@@ -307,3 +307,32 @@ def test_a_location_naming_a_hub_page_is_refused_not_followed(root, monkeypatch)
             beam_hub.resolve(served.url + "/acme/fruit/1")
     finally:
         served.stop()
+
+
+def test_latest_redirects_to_the_newest_version(modules_dir, archives, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(modules_dir["one_input"], root / "acme" / "linear" / "1")
+    shutil.copy(archives["one_input_x2"], root / "acme" / "linear" / "2.tar.gz")
+    shutil.copytree(modules_dir["fruit"], root / "acme" / "linear" / "notes")  # not a version number
+    served = Served(str(root))
+    try:
+        status, headers, _ = get_no_redirect(served.url + "/acme/linear/latest?tf-hub-format=compressed")
+        assert status == 302 and headers["Location"] == "/acme/linear/2?tf-hub-format=compressed"
+        assert get_no_redirect(served.url + "/acme/nothing/latest")[0] == 404
+        assert beam_hub.resolve_version(served.url + "/acme/linear@latest") == served.url + "/acme/linear/2"
+        np.testing.assert_allclose(beam_hub.load(served.url + "/acme/linear@latest")(X), [[28.0]])
+    finally:
+        served.stop()
+
+
+def get_no_redirect(url):
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(url, timeout=60) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from beam_hub.aliases import resolve_version
 from beam_hub.batch import ApplySpec, LoadedModule
 from beam_hub.beam.metrics import METRICS_NAMESPACE
 from beam_hub.beam.shared_model import ModuleKey
@@ -51,7 +52,7 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
             **kwargs,
         )
         self._key = ModuleKey(
-            os.fspath(handle),
+            resolve_version(handle),  # an alias (DEST@latest) is pinned now, on the launcher
             None if tags is None else tuple(tags),
             None if cache_dir is None else os.fspath(cache_dir),
             None if local_cache_dir is None else os.fspath(local_cache_dir),
@@ -91,7 +92,7 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
 
     def update_model_path(self, model_path: str | None = None) -> None:
         if model_path:
-            self._key = dataclasses.replace(self._key, handle=model_path)
+            self._key = dataclasses.replace(self._key, handle=resolve_version(model_path))
 
     def validate_inference_args(self, inference_args: Mapping[str, Any] | None) -> None:
         if inference_args:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from beam_hub.aliases import resolve_version
 from beam_hub.cache import open_cache
 from beam_hub.handles import parse_handle
 from beam_hub.resolvers.archive import ArchiveResolver
@@ -43,9 +44,10 @@ def resolve(
     protocol (``?tf-hub-format=compressed``). ``cache_dir`` defaults to ``TFHUB_CACHE_DIR``, else
     ``~/.cache/beam_hub``; a remote ``cache_dir`` (``gs://bucket/prefix``) is a cache shared by
     every machine, in front of a local one at ``local_cache_dir`` (else BEAM_HUB_LOCAL_CACHE_DIR).
+    ``DEST@latest`` resolves DEST's newest published version (see :mod:`beam_hub.aliases`).
     Safe to call from many processes, on many machines, at once.
     """
-    return resolve_in(parse_handle(handle), open_cache(cache_dir, local_cache_dir))
+    return resolve_in(parse_handle(resolve_version(handle)), open_cache(cache_dir, local_cache_dir))
 
 
 __all__ = [

@@ -55,6 +55,12 @@ async def _module(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     path = request.match_info["path"]
     module = store.find(path)
+    if module is None and path.rstrip("/").endswith("/latest"):
+        model = path.rstrip("/")[: -len("/latest")]
+        newest = store.latest(model)
+        if newest is not None:  # any format: the client asks the version's URL the same way
+            query = f"?{request.query_string}" if request.query_string else ""
+            raise web.HTTPFound(f"/{newest.path}{query}")
     if module is None:
         return web.Response(
             status=404, text=f"No module at /{path.strip('/')}. The list of modules is at /.\n"

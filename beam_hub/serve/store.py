@@ -44,20 +44,47 @@ class ModuleStore:
         self._locks: dict[str, threading.Lock] = {}
         self._digests: dict[tuple[str, int, float], str] = {}
 
-    def find(self, url_path: str) -> Module | None:
-        """The module at ``url_path``, or None. Never looks outside ``root``."""
+    @staticmethod
+    def _parts(url_path: str) -> list[str] | None:
+        """The path's segments, or None when one could step outside ``root`` or is hidden."""
         parts = [p for p in url_path.strip("/").split("/") if p]
         if not parts or any(p in (".", "..") or p.startswith(".") or "\\" in p or "\0" in p for p in parts):
+            return None
+        return parts
+
+    def _inside(self, path: str) -> bool:
+        return path.startswith(self.root + os.sep)  # after realpath: symlinks out of root are refused too
+
+    def find(self, url_path: str) -> Module | None:
+        """The module at ``url_path``, or None. Never looks outside ``root``."""
+        parts = self._parts(url_path)
+        if parts is None:
             return None
         rel = "/".join(parts)
         directory = os.path.realpath(os.path.join(self.root, *parts))
         archive = os.path.realpath(os.path.join(self.root, *parts[:-1], parts[-1] + SUFFIX))
-        inside = lambda p: p.startswith(self.root + os.sep)  # noqa: E731 - symlinks out of root are refused too
-        found_dir = directory if inside(directory) and is_saved_model_dir(directory) else None
-        found_archive = archive if inside(archive) and os.path.isfile(archive) else None
+        found_dir = directory if self._inside(directory) and is_saved_model_dir(directory) else None
+        found_archive = archive if self._inside(archive) and os.path.isfile(archive) else None
         if not (found_dir or found_archive):
             return None
         return Module(rel, found_dir, found_archive)
+
+    def latest(self, model_path: str) -> Module | None:
+        """The highest integer version under ``model_path`` (a directory or ``<n>.tar.gz``), or None."""
+        parts = self._parts(model_path)
+        directory = os.path.realpath(os.path.join(self.root, *parts)) if parts else ""
+        if not (parts and self._inside(directory) and os.path.isdir(directory)):
+            return None
+        numbers = set()
+        for name in os.listdir(directory):
+            stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+            if stem.isdigit():
+                numbers.add(int(stem))
+        for number in sorted(numbers, reverse=True):
+            module = self.find(f"{'/'.join(parts)}/{number}")
+            if module is not None:
+                return module
+        return None
 
     def modules(self) -> list[Module]:
         out = []

@@ -37,11 +37,12 @@ _MAX_LOCATION_BYTES = 64 << 10
 class HttpStatusError(Exception):
     """The server answered with an error status (``status``); ``reason`` is its reason phrase."""
 
-    def __init__(self, url: str, status: int, reason: str) -> None:
-        super().__init__(f"HTTP {status} {reason}".strip())
+    def __init__(self, url: str, status: int, reason: str, *, redirected: bool = False) -> None:
+        super().__init__(f"HTTP {status} {reason}".strip() + (f" from {url}" if redirected else ""))
         self.url = url
         self.status = status
         self.reason = reason
+        self.redirected = redirected  # answered by a host a redirect led to (e.g. a signed storage URL)
 
 
 def timeout_options(url: str) -> dict[str, Any]:
@@ -61,7 +62,8 @@ def _retryable(exc: BaseException) -> bool:
     import aiohttp
 
     if isinstance(exc, HttpStatusError):
-        return exc.status >= 500 or exc.status in (408, 429)
+        expired = exc.redirected and exc.status in (400, 401, 403)  # a signed URL that expired: ask again
+        return exc.status >= 500 or exc.status in (408, 429) or expired
     return isinstance(
         exc,
         (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ConnectionError, TruncatedDownloadError),
@@ -117,15 +119,23 @@ def _not_found(what: str, error: BaseException) -> ModuleNotFoundAtHandleError:
 
 
 def stream(
-    url: str, open_sink: Callable[[], Sink], *, what: str | None = None, storage_options: dict | None = None
+    url: str,
+    open_sink: Callable[[], Sink],
+    *,
+    what: str | None = None,
+    storage_options: dict | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Received:
     """Stream the body of ``url`` (any fsspec URL) into a sink; return what was received.
 
     HTTP(S): connect/read timeouts; retries with exponential backoff on connection errors,
     timeouts, truncated bodies and 5xx (not 4xx); a transfer broken after some bytes goes on with a
     ``Range`` request (``If-Range`` on the ETag) where the server allows it, else starts again in a
-    fresh sink. The length is checked against Content-Length (Content-Range), or for other
-    filesystems against the object's listed size. Never holds the whole body in memory.
+    fresh sink. Every attempt starts at ``url``, so a redirect to a signed storage URL is asked
+    for again: an expired one (400/401/403 from the host redirected to) is retried like a 5xx.
+    ``headers`` (e.g. credentials) go to ``url``'s origin only, never to a host it redirects to.
+    The length is checked against Content-Length (Content-Range), or for other filesystems
+    against the object's listed size. Never holds the whole body in memory.
     """
     what = what or url
     if fsspec.utils.get_protocol(url) not in _HTTP:
@@ -134,7 +144,7 @@ def stream(
     transfer = _Transfer(open_sink())
     for attempt in range(1, attempts + 1):
         try:
-            _http_attempt(url, transfer, open_sink, what)
+            _http_attempt(url, transfer, open_sink, what, headers or {})
             transfer.sink.finish()
             return transfer.result()
         except SinkFailed as e:
@@ -180,8 +190,10 @@ def stream(
     raise AssertionError("unreachable")
 
 
-def _http_attempt(url: str, transfer: _Transfer, open_sink: Callable[[], Sink], what: str) -> None:
-    headers = {}
+def _http_attempt(
+    url: str, transfer: _Transfer, open_sink: Callable[[], Sink], what: str, extra: dict[str, str]
+) -> None:
+    headers = dict(extra)
     if transfer.received:
         headers["Range"] = f"bytes={transfer.received}-"
         if transfer.etag:
@@ -190,7 +202,9 @@ def _http_attempt(url: str, transfer: _Transfer, open_sink: Callable[[], Sink], 
 
     with open_url(url, headers=headers) as response:
         if response.status >= 400:
-            raise HttpStatusError(response.url, response.status, response.reason)
+            raise HttpStatusError(
+                response.url, response.status, response.reason, redirected=len(response.redirects) > 1
+            )
         if transfer.received:
             _continue_or_restart(response, transfer, open_sink, what)
         if transfer.received == 0:

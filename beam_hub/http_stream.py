@@ -19,6 +19,7 @@ from beam_hub import settings
 from beam_hub.errors import DownloadError
 
 MAX_REDIRECTS = 10
+_PRIVATE_HEADERS = ("authorization", "cookie", "proxy-authorization")
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -69,9 +70,16 @@ async def _open(url: str, headers: Mapping[str, str], follow: bool, max_redirect
     session = aiohttp.ClientSession(timeout=client_timeout())
     response = None
     chain = [url]
+    origin = _origin(url)
     try:
         while True:
-            response = await session.get(url, headers=dict(headers), allow_redirects=False)
+            # credentials and cookies go to the first URL's origin only, never to a host it redirects to
+            sent = (
+                headers
+                if _origin(url) == origin
+                else {k: v for k, v in headers.items() if k.lower() not in _PRIVATE_HEADERS}
+            )
+            response = await session.get(url, headers=dict(sent), allow_redirects=False)
             location = response.headers.get("Location")
             if not (follow and response.status in _REDIRECTS and location):
                 return HttpResponse(session, response, chain)
@@ -86,6 +94,11 @@ async def _open(url: str, headers: Mapping[str, str], follow: bool, max_redirect
     except BaseException:
         await _close(session, response)
         raise
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _next_hop(chain: list[str], location: str) -> str:

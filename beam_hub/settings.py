@@ -16,6 +16,9 @@
 | BEAM_HUB_LOCK_TIMEOUT         | longest wait on another live process fetching a module     | 3600 |
 | TFHUB_MODEL_LOAD_FORMAT       | COMPRESSED, UNCOMPRESSED or AUTO (the hosting protocol)     | COMPRESSED |
 | SOURCE_DATE_EPOCH             | mtime of every member of a packed archive                   | 0 |
+| BEAM_HUB_KAGGLE_URL           | where Kaggle handles are fetched from (a mirror, a stub)    | https://www.kaggle.com |
+| KAGGLE_API_TOKEN, KAGGLE_USERNAME + KAGGLE_KEY, KAGGLE_CONFIG_DIR | Kaggle credentials, as kagglehub reads them | none |
+| KAGGLEHUB_CACHE               | kagglehub's cache, reused read-only                         | ~/.cache/kagglehub |
 
 A value that cannot be used raises :class:`~beam_hub.errors.ConfigError` naming the variable.
 """
@@ -154,3 +157,50 @@ def source_date_epoch() -> int:
     if not raw.isdigit():
         raise ConfigError(f"SOURCE_DATE_EPOCH={raw!r} must be a whole number of seconds since 1970.")
     return int(raw)
+
+
+def kaggle_url() -> str:
+    """BEAM_HUB_KAGGLE_URL: the base every Kaggle handle is fetched from (default https://www.kaggle.com)."""
+    value = _raw("BEAM_HUB_KAGGLE_URL") or "https://www.kaggle.com"
+    if not value.startswith(("https://", "http://")):
+        raise ConfigError(
+            f"BEAM_HUB_KAGGLE_URL={value!r} must be an http(s) URL such as https://www.kaggle.com."
+        )
+    return value.rstrip("/")
+
+
+def kaggle_credentials() -> tuple[str, str] | None:
+    """Kaggle credentials as kagglehub finds them: ("token", KAGGLE_API_TOKEN or ~/.kaggle/access_token),
+    else ("basic", "user:key") from KAGGLE_USERNAME + KAGGLE_KEY or $KAGGLE_CONFIG_DIR/kaggle.json."""
+    config_dir = Path(_raw("KAGGLE_CONFIG_DIR") or Path.home() / ".kaggle").expanduser()
+    token = _raw("KAGGLE_API_TOKEN") or _read_secret(config_dir / "access_token")
+    if token:
+        return "token", token
+    user, key = _raw("KAGGLE_USERNAME"), _raw("KAGGLE_KEY")
+    if user and key:
+        return "basic", f"{user}:{key}"
+    path = config_dir / "kaggle.json"
+    if path.is_file():
+        import json
+
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return "basic", f"{data['username']}:{data['key']}"
+        except (ValueError, KeyError, TypeError, OSError):
+            raise ConfigError(
+                f'{path} is not a Kaggle credentials file ({{"username": ..., "key": ...}}).'
+            ) from None
+    return None
+
+
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def kagglehub_cache() -> str:
+    """KAGGLEHUB_CACHE: kagglehub's download cache (default ~/.cache/kagglehub)."""
+    value = _raw("KAGGLEHUB_CACHE")
+    return local_path(value) if value else os.path.join(str(Path.home()), ".cache", "kagglehub")

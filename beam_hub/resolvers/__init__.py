@@ -11,6 +11,7 @@ from beam_hub.resolvers.archive import ArchiveResolver
 from beam_hub.resolvers.base import Resolver
 from beam_hub.resolvers.builtin import BuiltinResolver
 from beam_hub.resolvers.http import HttpResolver
+from beam_hub.resolvers.kaggle import KaggleResolver
 from beam_hub.resolvers.path import LocalDirResolver
 from beam_hub.resolvers.registry import (
     register_resolver,
@@ -22,6 +23,7 @@ from beam_hub.resolvers.remote_dir import RemoteDirResolver
 
 for _builtin in (
     BuiltinResolver(),
+    KaggleResolver(),
     HttpResolver(),
     ArchiveResolver(),
     LocalDirResolver(),

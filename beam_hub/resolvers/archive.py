@@ -36,7 +36,7 @@ def extract_local(archive: str, staging: str, handle: Handle) -> Filled:
     return _finish(safe_extract(archive, target, what=archive), target, handle, archive)
 
 
-def fetch_archive(url: str, staging: str, handle: Handle) -> Filled:
+def fetch_archive(url: str, staging: str, handle: Handle, headers: dict[str, str] | None = None) -> Filled:
     """Download ``url`` and extract it under ``staging`` as the bytes arrive.
 
     The archive is checked against a sha256 the server announces (an ETag that is a sha256, as
@@ -49,7 +49,7 @@ def fetch_archive(url: str, staging: str, handle: Handle) -> Filled:
         os.makedirs(target)
         return ExtractingSink(target, what=url)
 
-    received = stream(url, open_sink, what=url)
+    received = stream(url, open_sink, what=url, headers=headers)
     extracted = received.sink.result
     if received.etag_sha256 and received.etag_sha256 != extracted.archive_sha256:
         raise IntegrityError(

@@ -57,3 +57,18 @@ def test_a_pipeline_pins_the_version_when_it_is_built(modules_dir, tmp_path, cap
         assert_that(out, equal_to([[28.0]] * 4))  # every worker applies version 2
 
     run_pipeline(build)
+
+
+@pytest.mark.parametrize(
+    "status, location, match",
+    [(302, "http://elsewhere.example/acme/m/9", "off its host"), (200, None, "not a redirect")],
+)
+def test_a_server_cannot_send_latest_elsewhere(server, status, location, match):
+    from beam_hub.errors import DownloadError
+
+    if location is None:
+        server.add("/acme/m/latest", b"<html>a page</html>", protocol=False)
+    else:
+        server.add("/acme/m/latest", b"", mode="redirect", statuses=[status], location=location)
+    with pytest.raises(DownloadError, match=match):
+        beam_hub.resolve_version(server.url + "/acme/m@latest")

@@ -113,3 +113,24 @@ def test_a_version_kagglehub_downloaded_is_used_in_place(kaggle, one_input, tmp_
     for form in FORMS:
         assert beam_hub.resolve(form) == str(base / "3")
     assert len(kaggle.calls()) == 1  # nothing more downloaded
+
+
+@pytest.mark.parametrize(
+    "handle",
+    ["kaggle://../../etc/passwd/x/1", "kaggle://acme/fruit/tf2/small", "kaggle://acme/.hidden/tf2/v/1"],
+)
+def test_a_malformed_kaggle_handle_is_refused_before_any_path_or_request(kaggle, handle):
+    with pytest.raises(
+        beam_hub.errors.UnsupportedHandleError, match="OWNER/MODEL/FRAMEWORK/VARIATION/VERSION"
+    ):
+        beam_hub.resolve(handle)
+    assert kaggle.requests == []
+
+
+def test_a_broken_kaggle_json_is_one_clear_error(kaggle, tmp_path):
+    config = tmp_path / "kaggle-config"
+    config.mkdir()
+    (config / "kaggle.json").write_text('{"username": "ada"}')  # no key
+    with pytest.raises(beam_hub.errors.ConfigError, match="is not a Kaggle credentials file"):
+        beam_hub.resolve(FORMS[0])
+    assert kaggle.requests == []

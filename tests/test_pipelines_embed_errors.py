@@ -37,6 +37,13 @@ def letters(prefix) -> list[dict]:
     ]
 
 
+def jsonl_ids(prefix) -> list:
+    """The sorted ids of the embedded records a --format jsonl run wrote (not its errors)."""
+    return sorted(
+        json.loads(line)["id"] for f in glob.glob(f"{prefix}-0*.jsonl") for line in open(f, encoding="utf-8")
+    )
+
+
 def parquet_rows(prefix) -> list[dict]:
     files = sorted(f for f in glob.glob(f"{prefix}-*.parquet"))
     return pa.concat_tables([pq.read_table(f) for f in files]).to_pylist() if files else []
@@ -153,7 +160,7 @@ def test_messy_csv(tmp_path, modules_dir):
         modules_dir["text_embedder"],
     )
     assert proc.returncode == 1, proc.stderr
-    good = {json.loads(line)["id"] for f in glob.glob(f"{prefix}-0*.jsonl") for line in open(f)}
+    good = set(jsonl_ids(prefix))
     assert good == {"a", "c", "e"}
     got = {d["position"]: d["error"] for d in letters(prefix)}
     assert got == {3: "malformed CSV: 4 fields where the header has 2", 6: "invalid UTF-8"}
@@ -189,7 +196,7 @@ def test_columnar_inputs_reject_rows_without_text(tmp_path, modules_dir):
         "--input", str(rec), "--output", prefix, "--format", "jsonl", "--module", modules_dir["text_embedder"]
     )
     assert proc.returncode == 1, proc.stderr
-    assert sorted(json.loads(line)["id"] for f in glob.glob(f"{prefix}-0*.jsonl") for line in open(f)) == [
+    assert jsonl_ids(prefix) == [
         0,
         2,
     ]
@@ -271,7 +278,7 @@ def test_an_endless_line_and_a_lying_tfrecord_are_bad_records_not_crashes(tmp_pa
         "--input", str(src), "--output", prefix, "--format", "jsonl", "--module", modules_dir["text_embedder"]
     )
     assert proc.returncode == 1, proc.stderr
-    assert sorted(json.loads(line)["id"] for f in glob.glob(f"{prefix}-0*.jsonl") for line in open(f)) == [
+    assert jsonl_ids(prefix) == [
         1,
         3,
     ]
@@ -353,7 +360,7 @@ def test_a_byte_order_mark_is_not_a_bad_record(tmp_path, modules_dir):
         modules_dir["text_embedder"],
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert sorted(json.loads(line)["id"] for f in glob.glob(f"{prefix}-0*.jsonl") for line in open(f)) == [
+    assert jsonl_ids(prefix) == [
         "a",
         "b",
     ]

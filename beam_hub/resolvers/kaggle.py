@@ -84,9 +84,7 @@ def parse_kaggle(handle: Handle) -> KaggleModel | None:
             return None
     else:
         return None
-    owner, model, framework, variation, version = match.groups()
-    if ".." in (owner, model, framework, variation):
-        raise UnsupportedHandleError(f"{handle.raw!r}: '..' is not a Kaggle name.")
+    owner, model, framework, variation, version = match.groups()  # slugs: no "/", no leading "."
     return KaggleModel(owner, model, framework, variation, int(version))
 
 
@@ -118,7 +116,7 @@ def auth_headers() -> dict[str, str]:
 
 class KaggleResolver(Resolver):
     def is_supported(self, handle: Handle) -> bool:
-        return parse_kaggle(handle) is not None or handle.protocol == "kaggle"
+        return handle.protocol == "kaggle" or parse_kaggle(handle) is not None
 
     def __call__(self, handle: Handle, cache: ModuleCache) -> str:
         ref = parse_kaggle(handle)

@@ -57,6 +57,12 @@ def timeout_options(url: str) -> dict[str, Any]:
     return {}
 
 
+def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """``fsspec.core.url_to_fs(url)`` with the connect and read timeouts of :func:`timeout_options`:
+    how every file system beam-hub talks to over the network is opened."""
+    return fsspec.core.url_to_fs(url, **timeout_options(url))
+
+
 def _retryable(exc: BaseException) -> bool:
     """Connection problems, timeouts, truncated bodies and 5xx are worth another try; 4xx not."""
     import aiohttp

@@ -23,6 +23,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from beam_hub.archive import pack
+from beam_hub.download import filesystem
 from beam_hub.errors import PublishError
 from beam_hub.savedmodel import require_saved_model_dir
 
@@ -36,7 +37,7 @@ __all__ = ["PublishError", "publish", "published_with", "versions"]
 
 
 def _names(dest: str) -> list[str]:
-    fs, root = fsspec.core.url_to_fs(dest)
+    fs, root = filesystem(dest)
     try:
         return [os.path.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
     except FileNotFoundError:
@@ -51,7 +52,7 @@ def versions(dest: str) -> list[int]:
 def published_with(dest: str, fingerprint: str) -> str | None:
     """The handle of the version under ``dest`` published with ``fingerprint``, if there is one."""
     dest = dest.rstrip("/")
-    fs, root = fsspec.core.url_to_fs(dest)
+    fs, root = filesystem(dest)
     names = set(_names(dest))
     for name in sorted(names):
         archive = name[: -len(_FINGERPRINT)]
@@ -84,7 +85,7 @@ def publish(
     module_dir = os.fspath(module_dir)
     require_saved_model_dir(module_dir, module_dir)
     dest = dest.rstrip("/")
-    fs, root = fsspec.core.url_to_fs(dest)
+    fs, root = filesystem(dest)
     if version is None:
         version = (max(versions(dest)) + 1) if versions(dest) else 1
     version = str(version)

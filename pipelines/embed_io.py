@@ -11,9 +11,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import apache_beam as beam
-import fsspec
 from apache_beam.io.filesystems import FileSystems
 
+from beam_hub.download import filesystem
 from beam_hub.urls import is_remote_url
 from pipelines.io import ERRORS, Located, dead_letter, tfrecords
 
@@ -208,7 +208,7 @@ def remove(pattern: str) -> None:
 
 def _staging(prefix: str) -> set[str]:
     """The beam-temp-* directories Beam's file sinks stage ``prefix``'s shards in."""
-    fs, path = fsspec.core.url_to_fs(prefix)
+    fs, path = filesystem(prefix)
     parent, base = os.path.split(path.rstrip("/"))
     try:
         return set(fs.glob(f"{parent}/beam-temp-{base}*"))
@@ -223,7 +223,7 @@ def staging_removed_on_failure(prefix: str) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        fs, _ = fsspec.core.url_to_fs(prefix)
+        fs, _ = filesystem(prefix)
         for stale in _staging(prefix) - before:
             with contextlib.suppress(OSError):
                 fs.rm(stale, recursive=True)

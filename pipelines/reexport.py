@@ -25,13 +25,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
-import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import beam_hub
 from beam_hub import errors as errors_module
 from beam_hub.aliases import resolve_version
 from beam_hub.cache import Manifest
+from beam_hub.download import filesystem
 from beam_hub.errors import BeamHubError, FineTuneError
 from beam_hub.files import records_to_json
 from beam_hub.publish import published_with
@@ -73,7 +73,7 @@ def _file_token(path: str) -> str:
     """What identifies a training file's content, from its metadata where the store offers it:
     its checksum or generation (GCS crc32c/md5Hash/generation, S3 ETag), else size and mtime
     (local disks); its bytes are read only where the store says nothing usable."""
-    fs, fs_path = fsspec.core.url_to_fs(path)
+    fs, fs_path = filesystem(path)
     info = fs.info(fs_path)
     size = info.get("size")
     for key in _STORE_CHECKSUMS:
@@ -235,7 +235,7 @@ def _run_dir(work_dir: str | None) -> str:
 
 
 def _remove(path: str) -> None:
-    fs, fs_path = fsspec.core.url_to_fs(path)
+    fs, fs_path = filesystem(path)
     try:
         fs.rm(fs_path, recursive=True)
     except FileNotFoundError:

@@ -38,7 +38,7 @@ import fsspec
 
 from beam_hub import settings
 from beam_hub.cache.manifest import Manifest
-from beam_hub.download import timeout_options
+from beam_hub.download import filesystem
 from beam_hub.files import join_inside
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class SharedTierTimeout(TimeoutError):
 class RemoteCache:
     def __init__(self, url: str, *, lock_ttl: float | None = None, poll_max: float = 5.0) -> None:
         self.url = url.rstrip("/")
-        self.fs, root = fsspec.core.url_to_fs(self.url, **timeout_options(self.url))
+        self.fs, root = filesystem(self.url)
         self.root = root.rstrip("/")
         self.lock_ttl = settings.remote_lock_ttl() if lock_ttl is None else lock_ttl
         self.poll_max = poll_max

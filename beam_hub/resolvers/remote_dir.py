@@ -9,7 +9,7 @@ import fsspec
 from beam_hub import settings
 from beam_hub.archive import MAX_MEMBERS
 from beam_hub.cache.base import Filled, ModuleCache
-from beam_hub.download import timeout_options
+from beam_hub.download import filesystem
 from beam_hub.errors import ModuleNotFoundAtHandleError, NotASavedModelError, UnsafePathError
 from beam_hub.files import join_inside
 from beam_hub.handles import Handle
@@ -60,7 +60,7 @@ class RemoteDirResolver(Resolver):
 
     def __call__(self, handle: Handle, cache: ModuleCache) -> str:
         def fill(staging: str) -> Filled:
-            fs, path = fsspec.core.url_to_fs(handle.location, **timeout_options(handle.location))
+            fs, path = filesystem(handle.location)
             path = path.rstrip("/")
             if not fs.isdir(path):
                 raise ModuleNotFoundAtHandleError(

@@ -11,6 +11,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from beam_hub.download import filesystem
 from beam_hub.train.finetune import FineTuneConfig
 from beam_hub.urls import is_remote_url
 
@@ -90,7 +91,6 @@ def _training_example(record: dict[str, Any], input_key: str, label_key: str) ->
 def _train_and_export(files: list[str], config: FineTuneConfig, work: str) -> str:
     """Train on the shards, then delete them (they are copies of the data); export the module to a
     new local directory (under a local ``work``, else a temp dir of this worker)."""
-    import fsspec
 
     from beam_hub.train.finetune import export, train
 
@@ -98,7 +98,7 @@ def _train_and_export(files: list[str], config: FineTuneConfig, work: str) -> st
         result = train(sorted(files), config)
     finally:
         for shard in files:
-            fs, path = fsspec.core.url_to_fs(shard)
+            fs, path = filesystem(shard)
             with contextlib.suppress(FileNotFoundError):
                 fs.rm(path)
     if is_remote_url(work):

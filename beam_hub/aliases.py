@@ -35,9 +35,8 @@ def split_alias(handle: str) -> tuple[str, str | None]:
     return base.rstrip("/") + (hash_ + fragment if hash_ else ""), alias
 
 
-def resolve_version(handle: str | os.PathLike) -> str:
-    """The concrete handle an alias names now (``DEST@latest`` -> DEST's newest version); any other
-    handle is returned as given."""
+def resolve_alias(handle: str | os.PathLike) -> str:
+    """The concrete handle ``DEST@latest`` names now (DEST's newest version); any other handle as given."""
     raw = os.fspath(handle)
     dest, alias = split_alias(raw)
     if alias is None:
@@ -50,6 +49,19 @@ def resolve_version(handle: str | os.PathLike) -> str:
     concrete += hash_ + fragment
     log.info("%s is %s", raw, concrete)
     return concrete
+
+
+def resolve_version(handle: str | os.PathLike) -> str:
+    """The concrete handle a moving name stands for now: ``DEST@latest`` -> DEST's newest version;
+    a Hugging Face branch or tag (``hf://org/repo[@main][/SUBDIR]``) -> ``hf://org/repo@<commit>[/SUBDIR]``
+    (unchanged offline or when the Hub cannot be reached); any other handle as given. Pipelines
+    call it once, on the launcher, so that every worker applies the same version."""
+    raw = resolve_alias(handle)
+    if protocol(raw) == "hf":
+        from beam_hub.resolvers.huggingface import pin
+
+        return pin(raw)
+    return raw
 
 
 def _latest_published(dest: str) -> str:

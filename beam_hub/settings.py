@@ -19,6 +19,9 @@
 | BEAM_HUB_KAGGLE_URL           | where Kaggle handles are fetched from (a mirror, a stub)    | https://www.kaggle.com |
 | KAGGLE_API_TOKEN, KAGGLE_USERNAME + KAGGLE_KEY, KAGGLE_CONFIG_DIR | Kaggle credentials, as kagglehub reads them | none |
 | KAGGLEHUB_CACHE               | kagglehub's cache, reused read-only                         | ~/.cache/kagglehub |
+| HF_ENDPOINT                   | the Hugging Face Hub hf:// handles are fetched from         | https://huggingface.co |
+| HF_TOKEN                      | Hugging Face token (else huggingface_hub's saved login)     | none |
+| HF_HUB_OFFLINE                | 1/true: hf:// handles come from the cache only              | off |
 
 A value that cannot be used raises :class:`~beam_hub.errors.ConfigError` naming the variable.
 """
@@ -204,3 +207,26 @@ def kagglehub_cache() -> str:
     """KAGGLEHUB_CACHE: kagglehub's download cache (default ~/.cache/kagglehub)."""
     value = _raw("KAGGLEHUB_CACHE")
     return local_path(value) if value else os.path.join(str(Path.home()), ".cache", "kagglehub")
+
+
+def hf_endpoint() -> str:
+    """HF_ENDPOINT: the Hugging Face Hub (or a mirror) hf:// handles are fetched from."""
+    value = _raw("HF_ENDPOINT") or "https://huggingface.co"
+    if not value.startswith(("https://", "http://")):
+        raise ConfigError(f"HF_ENDPOINT={value!r} must be an http(s) URL such as https://huggingface.co.")
+    return value.rstrip("/")
+
+
+def hf_offline() -> bool:
+    """True when hf:// handles must come from the cache: BEAM_HUB_OFFLINE or HF_HUB_OFFLINE is set."""
+    return offline() or _raw("HF_HUB_OFFLINE").lower() in _TRUE
+
+
+def hf_token() -> str | None:
+    """HF_TOKEN, else the token huggingface_hub saved at login (``hf auth login``), else None."""
+    token = _raw("HF_TOKEN")
+    if token:
+        return token
+    from huggingface_hub import get_token
+
+    return get_token() or None

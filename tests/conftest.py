@@ -3,12 +3,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 # gcsfs: no 60 s gRPC probe against the emulator; anonymous credentials (never the metadata server)
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 os.environ.setdefault("FSSPEC_GS_TOKEN", "anon")
+# huggingface_hub reads HF_HOME (where a saved login token lives) at import: never the user's own
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf-home-")
 
 sys.path.insert(0, os.path.dirname(__file__))
 
@@ -27,6 +30,8 @@ def _isolated_env(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle-config"))
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub"))
+    for name in ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 
-from beam_hub.aliases import resolve_version
+from beam_hub.aliases import resolve_alias
 from beam_hub.cache import open_cache
 from beam_hub.handles import parse_handle
 from beam_hub.resolvers.archive import ArchiveResolver
 from beam_hub.resolvers.base import Resolver
 from beam_hub.resolvers.builtin import BuiltinResolver
 from beam_hub.resolvers.http import HttpResolver
+from beam_hub.resolvers.huggingface import HuggingFaceResolver
 from beam_hub.resolvers.kaggle import KaggleResolver
 from beam_hub.resolvers.path import LocalDirResolver
 from beam_hub.resolvers.registry import (
@@ -24,6 +25,7 @@ from beam_hub.resolvers.remote_dir import RemoteDirResolver
 for _builtin in (
     BuiltinResolver(),
     KaggleResolver(),
+    HuggingFaceResolver(),
     HttpResolver(),
     ArchiveResolver(),
     LocalDirResolver(),
@@ -43,13 +45,14 @@ def resolve(
     Handles: a local directory or ``file://`` URL (used in place); a ``.tar.gz``/``.tgz``/``.tar``
     at a local path or any fsspec URL (extracted into the cache); a directory at any other fsspec
     URL such as ``gs://`` (copied into the cache); an ``http(s)://`` URL served with the TF Hub
-    protocol (``?tf-hub-format=compressed``). ``cache_dir`` defaults to ``TFHUB_CACHE_DIR``, else
+    protocol (``?tf-hub-format=compressed``); Kaggle Models (``kaggle://O/M/F/V/N`` and kaggle.com
+    URLs); ``hf://ORG/REPO[@REVISION][/SUBDIR]`` on the Hugging Face Hub. ``cache_dir`` defaults to ``TFHUB_CACHE_DIR``, else
     ``~/.cache/beam_hub``; a remote ``cache_dir`` (``gs://bucket/prefix``) is a cache shared by
     every machine, in front of a local one at ``local_cache_dir`` (else BEAM_HUB_LOCAL_CACHE_DIR).
     ``DEST@latest`` resolves DEST's newest published version (see :mod:`beam_hub.aliases`).
     Safe to call from many processes, on many machines, at once.
     """
-    return resolve_in(parse_handle(resolve_version(handle)), open_cache(cache_dir, local_cache_dir))
+    return resolve_in(parse_handle(resolve_alias(handle)), open_cache(cache_dir, local_cache_dir))
 
 
 __all__ = [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import fsspec
 
@@ -20,20 +22,24 @@ from beam_hub.savedmodel import SAVED_MODEL_FILES
 _IN_PROCESS = {"memory"}
 
 
-def _checked_listing(
-    fs: fsspec.AbstractFileSystem, path: str, target: str, handle: Handle
+def checked_listing(
+    listing: Mapping[str, Mapping[str, Any]], path: str, target: str, handle: Handle
 ) -> tuple[list[str], list[str], int]:
-    """(remote files, local paths, total bytes) of the directory, every listed name checked and
-    the listing held to the archive caps (member count, BEAM_HUB_MAX_EXTRACT_BYTES)."""
-    listing = fs.find(path, detail=True)
+    """(remote files, local paths under ``target``, total bytes) of a directory listing (full
+    remote path -> info with its "size"), every listed name checked (an entry outside ``path`` or
+    naming a place outside ``target`` is refused) and the listing held to the archive caps
+    (member count, BEAM_HUB_MAX_EXTRACT_BYTES)."""
     if len(listing) > MAX_MEMBERS:
         raise UnsafePathError(
             f"Module handle {handle.raw!r}: {handle.location} holds more than {MAX_MEMBERS} files."
         )
     remote, local, total = [], [], 0
+    prefix = path.rstrip("/") + "/"
     for full, info in sorted(listing.items()):
         try:
-            local.append(join_inside(target, full[len(path) :].lstrip("/")))
+            if not full.startswith(prefix):
+                raise ValueError(f"it is not inside {path}")
+            local.append(join_inside(target, full[len(prefix) :]))
         except ValueError as e:
             raise UnsafePathError(
                 f"Module handle {handle.raw!r}: the listing of {handle.location} names {full!r} ({e}); "
@@ -73,7 +79,7 @@ class RemoteDirResolver(Resolver):
                     f"(found: {sorted(names)[:10] or 'nothing'}). Point it at the SavedModel directory."
                 )
             target = os.path.join(staging, "module")
-            remote, local, total = _checked_listing(fs, path, target, handle)
+            remote, local, total = checked_listing(fs.find(path, detail=True), path, target, handle)
             callback = download_callback(handle.location)
             callback.set_size(total)
             try:

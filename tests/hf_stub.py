@@ -127,7 +127,10 @@ class HubStub(StubServer):
             if commit is None:
                 return self._error(h, 404, "RevisionNotFound", f"Invalid rev id: {revision}")
             if action == "revision":
-                return self._json(h, {"id": repo.id, "sha": commit, "private": repo.private})
+                siblings = [{"rfilename": name} for name in sorted(repo.commits[commit])]
+                return self._json(
+                    h, {"id": repo.id, "sha": commit, "private": repo.private, "siblings": siblings}
+                )
             if action == "tree":
                 return self._tree(h, repo, commit, "/".join(rest), query)
         if len(parts) >= 5 and parts[2] == "resolve":
@@ -217,11 +220,19 @@ class HubStub(StubServer):
             self.max_parallel = max(self.max_parallel, self._active)
         try:
             time.sleep(self.file_delay)
+            headers = {"X-Repo-Commit": commit, "ETag": f'"{git_blob_id(data)}"'}
+            if len(data) > LFS_OVER:  # the Hub's metadata for LFS files, as huggingface_hub reads it
+                headers.update(
+                    {
+                        "X-Linked-Etag": f'"{hashlib.sha256(data).hexdigest()}"',
+                        "X-Linked-Size": str(len(data)),
+                    }
+                )
             if self.storage is not None and len(data) > LFS_OVER:
                 name = hashlib.sha256(served).hexdigest()
                 self.storage.blobs[name] = served
-                return self.send(h, 302, b"", {"Location": f"{self.storage.url}/{name}"})
-            self.send(h, 200, served, {"Content-Type": "application/octet-stream", "X-Repo-Commit": commit})
+                return self.send(h, 302, b"", {**headers, "Location": f"{self.storage.url}/{name}"})
+            self.send(h, 200, served, {**headers, "Content-Type": "application/octet-stream"})
         finally:
             with self._count_lock:
                 self._active -= 1
@@ -239,3 +250,28 @@ class HubStub(StubServer):
             body,
             {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message},
         )
+
+
+def main() -> None:
+    """``python tests/hf_stub.py REPO_ID DIRECTORY [LATENCY]``: serve DIRECTORY as REPO_ID's main branch
+    (and its LFS files from a second server) until killed; prints the Hub's URL and the commit.
+    ``GET /_requests`` answers how many requests the Hub has seen."""
+    import sys
+
+    repo_id, directory = sys.argv[1], sys.argv[2]
+
+    class CountingStub(HubStub):
+        def handle(self, h, path, query):
+            if path == "/_requests":
+                return self.send(h, 200, str(len(self.requests) - 1).encode())
+            return super().handle(h, path, query)
+
+    hub = CountingStub(BlobStorage())
+    hub.file_delay = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    commit = hub.add(repo_id).push(read_tree(directory))
+    print(hub.url, commit, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

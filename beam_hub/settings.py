@@ -22,6 +22,7 @@
 | HF_ENDPOINT                   | the Hugging Face Hub hf:// handles are fetched from         | https://huggingface.co |
 | HF_TOKEN                      | Hugging Face token (else huggingface_hub's saved login)     | none |
 | HF_HUB_OFFLINE                | 1/true: hf:// handles come from the cache only              | off |
+| BEAM_HUB_NATIVE_BF16          | 1/0: say whether the CPU computes bf16 natively (precision=auto) | read from the CPU flags |
 
 A value that cannot be used raises :class:`~beam_hub.errors.ConfigError` naming the variable.
 """
@@ -230,3 +231,13 @@ def hf_token() -> str | None:
     from huggingface_hub import get_token
 
     return get_token() or None
+
+
+def native_bf16_override() -> bool | None:
+    """BEAM_HUB_NATIVE_BF16: 1/0 overrides what the CPU flags say about native bf16; unset: None."""
+    raw = _raw("BEAM_HUB_NATIVE_BF16").lower()
+    if not raw:
+        return None
+    if raw in _TRUE or raw in {"0", "false", "no", "off"}:
+        return raw in _TRUE
+    raise ConfigError(f"BEAM_HUB_NATIVE_BF16={raw!r} must be 1 or 0 (or unset to read the CPU flags).")

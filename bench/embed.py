@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 WORDS = (
@@ -41,16 +43,27 @@ def sentences(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def run_module(texts: list[str], batch: int, sort: bool, cache: str) -> float:
+def run_module(texts: list[str], batch: int, sort: bool, cache: str, precision: str = "fp32") -> float:
     import beam_hub
 
-    module = beam_hub.load("builtin://all-MiniLM-L6-v2", cache_dir=cache)
+    module = beam_hub.load(f"builtin://all-MiniLM-L6-v2?precision={precision}", cache_dir=cache)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i])) if sort else list(range(len(texts)))
     module(texts[:batch])  # warm
     start = time.perf_counter()
     for i in range(0, len(texts), batch):
         module([texts[j] for j in order[i : i + batch]])
     return time.perf_counter() - start
+
+
+def bf16_cosines(texts: list[str], batch: int, cache: str) -> np.ndarray:
+    """Cosine of each bf16 embedding to the float32 one, over the bench set."""
+    import beam_hub
+
+    ours = {}
+    for precision in ("fp32", "bf16"):
+        module = beam_hub.load(f"builtin://all-MiniLM-L6-v2?precision={precision}", cache_dir=cache)
+        ours[precision] = np.concatenate([module(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+    return np.sum(ours["fp32"] * ours["bf16"], axis=1)
 
 
 def run_job(path: str, out: str, batch: int, cache: str) -> float:
@@ -116,7 +129,8 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="bench-embed-")
     try:
         cache = os.path.join(work, "cache")
-        beam_hub.resolve("builtin://all-MiniLM-L6-v2", cache_dir=cache)  # build outside the timings
+        for precision in ("fp32", "bf16"):  # build outside the timings
+            beam_hub.resolve(f"builtin://all-MiniLM-L6-v2?precision={precision}", cache_dir=cache)
         texts = sentences(args.sentences)
         n = len(texts)
         with open(os.path.join(work, "in.jsonl"), "w", encoding="utf-8") as f:
@@ -133,6 +147,8 @@ def main() -> None:
         results = {
             "module (input order)": run_module(texts, args.batch, False, cache),
             "module (sorted by length)": run_module(texts, args.batch, True, cache),
+            "module bf16 (input order)": run_module(texts, args.batch, False, cache, "bf16"),
+            "module bf16 (sorted)": run_module(texts, args.batch, True, cache, "bf16"),
             "job, JSONL (per element)": run_job(
                 os.path.join(work, "in.jsonl"), os.path.join(work, "o1"), args.batch, cache
             ),
@@ -147,6 +163,12 @@ def main() -> None:
         for k, r in rate.items():
             print(f"  {k:28s} {r:8.0f} sentences/s")
         base = rate["module (input order)"]
+        cosines = bf16_cosines(texts, args.batch, cache)
+        print(
+            f"ratio bf16 / fp32 module      {rate['module bf16 (input order)'] / base:.2f} in input order, "
+            f"{rate['module bf16 (sorted)'] / rate['module (sorted by length)']:.2f} sorted   (target >= 1.7); "
+            f"cosine to fp32 min {cosines.min():.6f} mean {cosines.mean():.6f}   (target min >= 0.9999)"
+        )
         print(
             f"ratio job JSONL / module      {rate['job, JSONL (per element)'] / base:.2f}   (target >= 0.9)"
         )

@@ -64,31 +64,67 @@ class BertEncoder(tf.Module):
     def _drop(self, x: tf.Tensor, training: tf.Tensor) -> tf.Tensor:
         return tf.cond(training, lambda: tf.nn.dropout(x, self.dropout), lambda: x)
 
-    @staticmethod
-    def _dense(x: tf.Tensor, params: tuple[tf.Variable, tf.Variable]) -> tf.Tensor:
-        return tf.matmul(x, params[0]) + params[1]
+    def compute_weights(self, dtype: tf.DType = tf.float32) -> list[dict[str, tuple[tf.Tensor, tf.Tensor]]]:
+        """Each layer's matmul weights in ``dtype``, fused for :meth:`encode`: Q, K and V as one
+        [hidden, 3 x hidden] matrix with 1/sqrt(head size) folded into the query part. Computed
+        once per call (outside the loop over chunks) from the float32 variables, which stay the
+        trainable weights."""
+        size = self.word.shape[1] // self.heads
+        scale = 1.0 / math.sqrt(size)
+        out = []
+        for layer in self.layers:
+            (wq, bq), (wk, bk), (wv, bv) = layer["q"], layer["k"], layer["v"]
+            qkv = (tf.concat([wq * scale, wk, wv], axis=1), tf.concat([bq * scale, bk, bv], axis=0))
+            out.append(
+                {
+                    name: (tf.cast(w, dtype), tf.cast(b, dtype))
+                    for name, (w, b) in {
+                        "qkv": qkv,
+                        "o": layer["o"],
+                        "i": layer["i"],
+                        "out": layer["out"],
+                    }.items()
+                }
+            )
+        return out
 
-    def encode(self, ids: tf.Tensor, mask: tf.Tensor, training: tf.Tensor) -> tf.Tensor:
-        """Last hidden states [batch, length, hidden] for token ids and attention mask."""
+    def encode(
+        self,
+        ids: tf.Tensor,
+        mask: tf.Tensor,
+        training: tf.Tensor,
+        weights: list[dict[str, tuple[tf.Tensor, tf.Tensor]]] | None = None,
+    ) -> tf.Tensor:
+        """Last hidden states [batch, length, hidden] for token ids and attention mask.
+
+        Matmuls run on 2-D [tokens, features] operands with the bias (and GELU) right after them,
+        the shape oneDNN fuses into one kernel; they run in the dtype of ``weights`` (see
+        :meth:`compute_weights`; float32 when not given), attention softmax included. Embeddings,
+        layer norms, residuals and everything after the encoder stay float32.
+        """
+        weights = self.compute_weights() if weights is None else weights
+        dtype = weights[0]["qkv"][0].dtype
         length = tf.shape(ids)[1]
         x = tf.gather(self.word, ids) + self.position[None, :length] + self.token_type[0]
         x = self._drop(self._ln(x, self.emb_ln), training)
         batch, hidden = tf.shape(ids)[0], self.word.shape[1]
         size = hidden // self.heads
-        bias = (1.0 - tf.cast(mask, tf.float32))[:, None, None, :] * tf.float32.min
+        x = tf.reshape(x, [-1, hidden])  # [tokens, hidden] from here on
+        bias = tf.cast((1.0 - tf.cast(mask, tf.float32))[:, None, None, :] * -1e9, dtype)
 
-        def split(t: tf.Tensor) -> tf.Tensor:
-            return tf.transpose(tf.reshape(t, [batch, length, self.heads, size]), [0, 2, 1, 3])
+        def dense(t: tf.Tensor, params: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+            return tf.nn.bias_add(tf.matmul(t, params[0]), params[1])
 
-        for layer in self.layers:
-            q, k, v = (split(self._dense(x, layer[n])) for n in ("q", "k", "v"))
-            scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(size)) + bias
-            probs = self._drop(tf.nn.softmax(scores, axis=-1), training)
-            context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [batch, length, hidden])
-            x = self._ln(self._drop(self._dense(context, layer["o"]), training) + x, layer["ln1"])
-            inner = tf.nn.gelu(self._dense(x, layer["i"]), approximate=False)
-            x = self._ln(self._drop(self._dense(inner, layer["out"]), training) + x, layer["ln2"])
-        return x
+        for layer, w in zip(self.layers, weights):
+            qkv = tf.reshape(dense(tf.cast(x, dtype), w["qkv"]), [batch, length, 3, self.heads, size])
+            q, k, v = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # each [batch, heads, length, size]
+            probs = self._drop(tf.nn.softmax(tf.matmul(q, k, transpose_b=True) + bias, axis=-1), training)
+            context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, hidden])
+            attended = tf.cast(dense(context, w["o"]), tf.float32)
+            x = self._ln(self._drop(attended, training) + x, layer["ln1"])
+            inner = tf.nn.gelu(dense(tf.cast(x, dtype), w["i"]), approximate=False)
+            x = self._ln(self._drop(tf.cast(dense(inner, w["out"]), tf.float32), training) + x, layer["ln2"])
+        return tf.reshape(x, [batch, length, hidden])
 
 
 def mean_pool_normalize(hidden: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:

@@ -26,12 +26,14 @@ SHA256 = {
 
 
 class MiniLM(tf.Module):
-    """Strings in, L2-normalized float32 [batch, 384] sentence embeddings out."""
+    """Strings in, L2-normalized float32 [batch, 384] sentence embeddings out; the encoder's matmuls
+    in ``precision`` ("fp32" or "bf16"), on float32 variables either way."""
 
-    def __init__(self, tokenizer: WordPieceTokenizer, encoder: BertEncoder) -> None:
+    def __init__(self, tokenizer: WordPieceTokenizer, encoder: BertEncoder, precision: str = "fp32") -> None:
         super().__init__(name="all_MiniLM_L6_v2")
         self.tokenizer = tokenizer
         self.encoder = encoder
+        self.compute_dtype = {"fp32": tf.float32, "bf16": tf.bfloat16}[precision]
         self.regularization_losses: list = []
 
     @tf.function(
@@ -55,13 +57,14 @@ class MiniLM(tf.Module):
         n = tf.shape(ids)[0]
         chunks = (n + CHUNK - 1) // CHUNK
         dim = self.encoder.word.shape[1]
+        weights = self.encoder.compute_weights(self.compute_dtype)  # once, not once per chunk
 
         def body(i, out):
             rows = order[i * CHUNK : (i + 1) * CHUNK]
             width = tf.reduce_max(tf.gather(lengths, rows))
             sub_ids = tf.gather(ids, rows)[:, :width]
             sub_mask = tf.gather(mask, rows)[:, :width]
-            pooled = mean_pool_normalize(self.encoder.encode(sub_ids, sub_mask, training), sub_mask)
+            pooled = mean_pool_normalize(self.encoder.encode(sub_ids, sub_mask, training, weights), sub_mask)
             return i + 1, out.write(i, pooled)
 
         _, out = tf.while_loop(
@@ -108,8 +111,9 @@ def _check(path: Path) -> None:
         )
 
 
-def build(dest: str) -> str:
-    """Build the module into ``dest`` (a new directory): verify, convert, trace, save. ~20 s."""
+def build(dest: str, precision: str = "fp32") -> str:
+    """Build the module into ``dest`` (a new directory): verify, convert, trace, save. ~20 s.
+    ``precision``: the encoder's matmuls in "fp32" or "bf16" (float32 variables either way)."""
     from safetensors.numpy import load_file
 
     src = package_dir()
@@ -124,23 +128,31 @@ def build(dest: str) -> str:
         heads=config["num_attention_heads"],
         eps=config["layer_norm_eps"],
     )
-    module = MiniLM(WordPieceTokenizer(tables, MAX_SEQ_LENGTH), encoder)
+    module = MiniLM(WordPieceTokenizer(tables, MAX_SEQ_LENGTH), encoder, precision)
     tf.saved_model.save(
         module,
         dest,
         signatures={"default": module.serve, "serving_default": module.serve, "tokenize": module.tokenize},
     )
-    Path(dest, "README.md").write_text(_readme(config), encoding="utf-8")
+    Path(dest, "README.md").write_text(_readme(config, precision), encoding="utf-8")
     return dest
 
 
-def _readme(config: dict) -> str:
+def _readme(config: dict, precision: str) -> str:
+    handle = "builtin://all-MiniLM-L6-v2" + ("" if precision == "fp32" else f"?precision={precision}")
+    compute = (
+        "float32 throughout"
+        if precision == "fp32"
+        else "matmuls and attention softmax in bf16 on float32 variables; layer norms, residuals, "
+        "pooling and normalization in float32 (cosine >= 0.9999 to the float32 module)"
+    )
     return f"""# all-MiniLM-L6-v2 (beam-hub built-in)
 
 Sentence embeddings: a batch of strings in, float32 [batch, 384] out, L2-normalised; equal to
 sentence-transformers' all-MiniLM-L6-v2 (mean pooling over the attention mask, then normalization).
 
-- Handle: `builtin://all-MiniLM-L6-v2`
+- Handle: `{handle}`
+- Compute: {compute}.
 - Signatures: `default` and `serving_default` (input `sentences`: string[?], output `default`:
   float32[?, 384]); `tokenize` (input ids and attention mask); `__call__(sentences, training=False)`.
 - Tokenizer: BERT WordPiece (uncased, {config["vocab_size"]} tokens) in core TensorFlow ops inside

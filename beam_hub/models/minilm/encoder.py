@@ -8,6 +8,8 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
+_PAD = 32  # the ones column carrying the bf16 Q/K/V bias, padded to the matrix units' tile width
+
 
 class BertEncoder(tf.Module):
     """BERT (post-LayerNorm, erf GELU) from a HuggingFace BertModel state dict, as numpy arrays."""
@@ -65,25 +67,31 @@ class BertEncoder(tf.Module):
         return tf.cond(training, lambda: tf.nn.dropout(x, self.dropout), lambda: x)
 
     def compute_weights(self, dtype: tf.DType = tf.float32) -> list[dict[str, tuple[tf.Tensor, tf.Tensor]]]:
-        """Each layer's matmul weights in ``dtype``, fused for :meth:`encode`: Q, K and V as one
-        [hidden, 3 x hidden] matrix with 1/sqrt(head size) folded into the query part. Computed
-        once per call (outside the loop over chunks) from the float32 variables, which stay the
-        trainable weights."""
+        """Each layer's matmul weights for :meth:`encode`, computed once per call (outside the loop
+        over chunks) from the float32 variables, which stay the trainable weights.
+
+        Q, K and V are one [hidden, 3 x hidden] matrix with 1/sqrt(head size) folded into the query
+        part. In bf16 the matrices are cast, and biases that would need a bf16 BiasAdd (TensorFlow
+        runs those element by element, slower than the matmul) are moved: the Q/K/V bias becomes an
+        extra row of its matrix (the input gets a column of ones, padded to a multiple of 32
+        columns for the matrix units), and the output projections' biases are added in float32
+        with the residual. The intermediate bias stays a BiasAdd: oneDNN fuses it with the GELU.
+        """
         size = self.word.shape[1] // self.heads
         scale = 1.0 / math.sqrt(size)
         out = []
         for layer in self.layers:
             (wq, bq), (wk, bk), (wv, bv) = layer["q"], layer["k"], layer["v"]
-            qkv = (tf.concat([wq * scale, wk, wv], axis=1), tf.concat([bq * scale, bk, bv], axis=0))
+            w_qkv, b_qkv = tf.concat([wq * scale, wk, wv], axis=1), tf.concat([bq * scale, bk, bv], axis=0)
+            if dtype != tf.float32:
+                w_qkv = tf.concat([w_qkv, b_qkv[None, :], tf.zeros([_PAD - 1, w_qkv.shape[1]])], axis=0)
+                b_qkv = None
             out.append(
                 {
-                    name: (tf.cast(w, dtype), tf.cast(b, dtype))
-                    for name, (w, b) in {
-                        "qkv": qkv,
-                        "o": layer["o"],
-                        "i": layer["i"],
-                        "out": layer["out"],
-                    }.items()
+                    "qkv": (tf.cast(w_qkv, dtype), None if b_qkv is None else tf.cast(b_qkv, dtype)),
+                    "o": (tf.cast(layer["o"][0], dtype), layer["o"][1]),
+                    "i": (tf.cast(layer["i"][0], dtype), tf.cast(layer["i"][1], dtype)),
+                    "out": (tf.cast(layer["out"][0], dtype), layer["out"][1]),
                 }
             )
         return out
@@ -97,10 +105,9 @@ class BertEncoder(tf.Module):
     ) -> tf.Tensor:
         """Last hidden states [batch, length, hidden] for token ids and attention mask.
 
-        Matmuls run on 2-D [tokens, features] operands with the bias (and GELU) right after them,
-        the shape oneDNN fuses into one kernel; they run in the dtype of ``weights`` (see
-        :meth:`compute_weights`; float32 when not given), attention softmax included. Embeddings,
-        layer norms, residuals and everything after the encoder stay float32.
+        Matmuls run on 2-D [tokens, features] operands in the dtype of ``weights`` (see
+        :meth:`compute_weights`; float32 when not given), attention softmax included.
+        Embeddings, layer norms, residuals and everything after the encoder stay float32.
         """
         weights = self.compute_weights() if weights is None else weights
         dtype = weights[0]["qkv"][0].dtype
@@ -111,19 +118,29 @@ class BertEncoder(tf.Module):
         size = hidden // self.heads
         x = tf.reshape(x, [-1, hidden])  # [tokens, hidden] from here on
         bias = tf.cast((1.0 - tf.cast(mask, tf.float32))[:, None, None, :] * -1e9, dtype)
+        if dtype != tf.float32:  # the column of ones that carries the Q/K/V bias (see compute_weights)
+            ones = tf.concat(
+                [tf.ones([tf.shape(x)[0], 1], dtype), tf.zeros([tf.shape(x)[0], _PAD - 1], dtype)], 1
+            )
 
-        def dense(t: tf.Tensor, params: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
-            return tf.nn.bias_add(tf.matmul(t, params[0]), params[1])
+        def project(t: tf.Tensor, params: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+            """The output projections: matmul in ``dtype``, bias in float32."""
+            return tf.nn.bias_add(tf.cast(tf.matmul(t, params[0]), tf.float32), params[1])
 
         for layer, w in zip(self.layers, weights):
-            qkv = tf.reshape(dense(tf.cast(x, dtype), w["qkv"]), [batch, length, 3, self.heads, size])
+            if dtype == tf.float32:
+                qkv = tf.nn.bias_add(tf.matmul(x, w["qkv"][0]), w["qkv"][1])
+            else:
+                qkv = tf.matmul(tf.concat([tf.cast(x, dtype), ones], axis=1), w["qkv"][0])
+            qkv = tf.reshape(qkv, [batch, length, 3, self.heads, size])
             q, k, v = tf.unstack(tf.transpose(qkv, [2, 0, 3, 1, 4]))  # each [batch, heads, length, size]
             probs = self._drop(tf.nn.softmax(tf.matmul(q, k, transpose_b=True) + bias, axis=-1), training)
             context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, hidden])
-            attended = tf.cast(dense(context, w["o"]), tf.float32)
-            x = self._ln(self._drop(attended, training) + x, layer["ln1"])
-            inner = tf.nn.gelu(dense(tf.cast(x, dtype), w["i"]), approximate=False)
-            x = self._ln(self._drop(tf.cast(dense(inner, w["out"]), tf.float32), training) + x, layer["ln2"])
+            x = self._ln(self._drop(project(context, w["o"]), training) + x, layer["ln1"])
+            inner = tf.nn.gelu(
+                tf.nn.bias_add(tf.matmul(tf.cast(x, dtype), w["i"][0]), w["i"][1]), approximate=False
+            )
+            x = self._ln(self._drop(project(inner, w["out"]), training) + x, layer["ln2"])
         return tf.reshape(x, [batch, length, hidden])
 
 

@@ -154,6 +154,16 @@ class _TextOf(beam.DoFn):
         yield located._replace(record=record), text
 
 
+def sort_window(opts: Any) -> int:
+    """Rows sorted by length together (per bundle on the per-element path, per read on the columnar
+    one): 16 batches, at least 1,024 rows, so that batches of similar lengths pad little."""
+    return max(16 * opts.batch_size, 1024)
+
+
+def _text_length(text: Any) -> int:
+    return len(text)
+
+
 def _attach(located: Located, embedding: Any, drop_text: bool) -> Located:
     record = {k: v for k, v in located.record.items() if not (drop_text and k == "text")}
     record["embedding"] = embedding.tolist()
@@ -176,7 +186,10 @@ def _per_element(p: beam.Pipeline, opts: Any, fmt: str, paths: list[str], apply:
     ).with_outputs(ERRORS, main="texts")
     embedded, failed = (
         texts.texts
-        | "Embed" >> beam_hub.ApplyHubModule(opts.module, keyed=True, **apply).with_exception_handling()
+        | "Embed"
+        >> beam_hub.ApplyHubModule(
+            opts.module, keyed=True, sort_key=_text_length, sort_window=sort_window(opts), **apply
+        ).with_exception_handling()
     )
     drop_text = fmt in ("text", "csv")
     rows = embedded | "Attach" >> beam.MapTuple(
@@ -284,7 +297,7 @@ def _columnar(p: beam.Pipeline, opts: Any, fmt: str, paths: list[str], apply: di
     )
     # read batches much larger than the module's: sorting a whole batch by length leaves the
     # module's sub-batches of similar texts (less padding)
-    read_rows = max(16 * opts.batch_size, 1024)
+    read_rows = sort_window(opts)
     batches, read_errors = read_batches(p, opts.input, fmt, read_rows, features)
     batches = batches | "Spread" >> beam.Reshuffle()  # one worker reads a file; every worker may embed it
     usable = batches | "Rows" >> beam.ParDo(_UsableRows(opts.text_field, fmt == "tfrecord")).with_outputs(

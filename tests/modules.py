@@ -263,3 +263,18 @@ def make_picky_embedder(path: str) -> str:
     m = Picky()
     tf.saved_model.save(m, path, signatures={"default": m.serve})
     return path
+
+
+def make_batch_longest(path: str) -> str:
+    """Strings in; each row gets the length of the longest string in its batch (how a text model pads)."""
+    import tensorflow as tf
+
+    class Longest(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(self, text):
+            lengths = tf.strings.length(text)
+            return {"default": tf.fill(tf.shape(lengths), tf.reduce_max(lengths))}
+
+    m = Longest()
+    tf.saved_model.save(m, path, signatures={"default": m.serve})
+    return path

@@ -259,3 +259,53 @@ def test_large_model_keeps_one_copy_per_machine(tmp_path, monkeypatch, large_mod
     ours = [n for n in os.listdir(tmp_path / "tmp") if "beam_hub" in n]
     assert all(re.fullmatch(r"beam_hub-[0-9a-f]{32}\.(lock|address)", n) for n in ours), ours
     assert bool(ours) == large_model
+
+
+@pytest.mark.parametrize("sort", [False, True])
+def test_sort_key_gives_batches_of_similar_elements(tmp_path, sort):
+    import random
+
+    import modules
+
+    module = modules.make_batch_longest(str(tmp_path / "longest"))
+    rng = random.Random(0)
+    texts = ["x" * rng.randrange(1, 200) for _ in range(256)]
+    sort_args = {"sort_key": len, "sort_window": 64} if sort else {}
+
+    def build(p):
+        out = (
+            p
+            | beam.Create([(i, t) for i, t in enumerate(texts)])
+            | beam_hub.ApplyHubModule(module, keyed=True, min_batch_size=8, max_batch_size=8, **sort_args)
+            | beam.MapTuple(lambda i, longest: (i, int(longest)))
+        )
+        assert_that(out | beam.combiners.ToList(), check)
+
+    def check(results):
+        got = dict(results[0])
+        assert sorted(got) == list(range(len(texts)))  # every element, once
+        padding = sum(got[i] - len(t) for i, t in enumerate(texts))
+        assert (padding < 0.25 * sum(map(len, texts))) is sort, padding
+
+    run_pipeline(build)
+
+
+def test_a_sort_key_that_fails_on_an_element_leaves_it_to_the_module(one_input):
+    rows = [ROWS[0], None, ROWS[1]]  # len(None) fails; the module then rejects None
+
+    def build(p):
+        good, failed = (
+            p
+            | beam.Create(list(enumerate(rows)))
+            | beam_hub.ApplyHubModule(
+                one_input, keyed=True, sort_key=len, max_batch_size=4
+            ).with_exception_handling()
+        )
+        assert_that(
+            good | beam.MapTuple(lambda i, a: (i, a.tolist())),
+            equal_to([(0, expected([ROWS[0]])[0]), (2, expected([ROWS[1]])[0])]),
+            label="good",
+        )
+        assert_that(failed | beam.Map(lambda f: f.element[0]), equal_to([1]), label="failed")
+
+    run_pipeline(build)

@@ -6,10 +6,11 @@ import copy
 import os
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_hub import columnar
 from beam_hub.beam.handler import HubModelHandler
@@ -51,6 +52,11 @@ class ApplyHubModule(beam.PTransform):
     Metrics (namespace ``beam_hub``): ``module_loads``, ``inference_elements``,
     ``inference_batches``, ``batch_size``, ``inference_msecs``, ``load_msecs``.
 
+    ``sort_key`` (e.g. ``len`` for texts) reorders the elements of each bundle, ``sort_window`` at
+    a time, by ``sort_key(value)`` before batching, so that each batch holds similar elements: a
+    text model then pads every batch to a length close to its texts' own. Outputs come in that
+    order (a PCollection has none; keep keys with ``keyed=True``).
+
     Columnar mode (``columns=``): elements are whole batches (pyarrow RecordBatches or Tables, as
     ``ReadFromParquetBatched`` gives, or dicts of numpy columns). ``columns`` names the column for
     a one-input signature, or maps input names to columns; each batch comes out with the output
@@ -77,6 +83,8 @@ class ApplyHubModule(beam.PTransform):
         batch_kwargs: dict[str, Any] | None = None,
         columns: str | Mapping[str, str] | None = None,
         output_column: str = "output",
+        sort_key: Callable[[Any], Any] | None = None,
+        sort_window: int = 4096,
     ) -> None:
         super().__init__()
         if min_batch_size > max_batch_size:
@@ -107,6 +115,9 @@ class ApplyHubModule(beam.PTransform):
         self._dead_letter = False
         self._columns = columns
         self._output_column = output_column
+        if sort_window < 1:
+            raise ValueError(f"sort_window must be at least 1, got {sort_window}")
+        self._sort = None if sort_key is None else _SortWithinBundle(sort_key, sort_window, keyed)
 
     def with_exception_handling(self) -> ApplyHubModule:
         """Return a copy whose result unpacks as ``outputs, failed`` (a failed element never stops the job)."""
@@ -141,11 +152,44 @@ class ApplyHubModule(beam.PTransform):
                 | "Batch" >> beam.FlatMap(_chunks, self._batch_kwargs["max_batch_size"])
             )
         else:
+            if self._sort is not None:  # it emits in finish_bundle too: not on the runner above
+                pcoll = pcoll | "SortWithinBundle" >> beam.ParDo(self._sort)
             batches = pcoll | "Batch" >> beam.BatchElements(**self._batch_kwargs)
         dofn = _ApplyDoFn(self.handler, keyed=self._keyed, dead_letter=self._dead_letter)
         if not self._dead_letter:
             return batches | "Apply" >> beam.ParDo(dofn)
         return batches | "Apply" >> beam.ParDo(dofn).with_outputs(FAILED, main="outputs")
+
+
+class _SortWithinBundle(beam.DoFn):
+    """Emit the elements of a bundle ``window`` at a time, sorted by ``key`` of their value (keys
+    that fail to compute sort first: the element fails, or not, in the module itself)."""
+
+    def __init__(self, key: Callable[[Any], Any], window: int, keyed: bool) -> None:
+        self._key, self._window, self._keyed = key, window, keyed
+
+    def start_bundle(self) -> None:
+        self._buffer: list[tuple[Any, Any, Any, Any]] = []
+
+    def process(self, element: Any, window=beam.DoFn.WindowParam, timestamp=beam.DoFn.TimestampParam):
+        value = element[1] if self._keyed and isinstance(element, tuple) and len(element) == 2 else element
+        try:
+            key = (1, self._key(value))
+        except Exception:  # noqa: BLE001 - a bad element is the module's to report, not the sort's
+            key = (0, 0)
+        self._buffer.append((key, element, window, timestamp))
+        if len(self._buffer) >= self._window:
+            return self._flush()
+        return None
+
+    def finish_bundle(self):
+        return self._flush()
+
+    def _flush(self) -> list[WindowedValue]:
+        self._buffer.sort(key=lambda entry: entry[0])
+        out = [WindowedValue(element, timestamp, (window,)) for _, element, window, timestamp in self._buffer]
+        self._buffer = []
+        return out
 
 
 class _ApplyDoFn(beam.DoFn):

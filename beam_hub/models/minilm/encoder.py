@@ -60,8 +60,22 @@ class BertEncoder(tf.Module):
             )
 
     def _ln(self, x: tf.Tensor, params: tuple[tf.Variable, tf.Variable]) -> tf.Tensor:
-        mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
-        return (x - mean) * tf.math.rsqrt(var + self.eps) * params[0] + params[1]
+        """Layer norm over the last axis, written as Keras' fused LayerNormalization writes it (a
+        FusedBatchNormV3 over [1, rows, features, 1] in NCHW, then gamma and beta): oneDNN runs
+        that as one kernel, 2-3x faster than the moments formula, same result to ~1e-6."""
+        shape = tf.shape(x)
+        rows = tf.reduce_prod(shape[:-1])
+        y, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(  # the raw op: tf.nn's wrapper raises eps to 1e-5
+            x=tf.reshape(x, [1, rows, x.shape[-1], 1]),
+            scale=tf.ones([rows]),
+            offset=tf.zeros([rows]),
+            mean=tf.zeros([0]),
+            variance=tf.zeros([0]),
+            epsilon=self.eps,
+            data_format="NCHW",
+            is_training=True,
+        )
+        return tf.reshape(y, shape) * params[0] + params[1]
 
     def _drop(self, x: tf.Tensor, training: tf.Tensor) -> tf.Tensor:
         return tf.cond(training, lambda: tf.nn.dropout(x, self.dropout), lambda: x)

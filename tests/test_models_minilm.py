@@ -125,7 +125,7 @@ def test_token_ids_equal_huggingface_tokenizers(minilm):
 def test_built_once_and_reused(minilm_cache):
     path = beam_hub.resolve(HANDLE, cache_dir=minilm_cache)
     manifest = Manifest.read(path)
-    assert manifest.source == "builtin build all-MiniLM-L6-v2/6"
+    assert manifest.source == "builtin build all-MiniLM-L6-v2/7"
     before = os.path.getmtime(os.path.join(path, "saved_model.pb"))
     assert beam_hub.resolve(HANDLE, cache_dir=minilm_cache) == path
     assert os.path.getmtime(os.path.join(path, "saved_model.pb")) == before

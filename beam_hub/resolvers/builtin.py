@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 #: name -> (module with a ``build(dest, precision=...)`` function, build id). Names match
 #: case-insensitively. Bump the build id when the builder's output changes, so cached builds are rebuilt.
 BUILTINS = {
-    "all-MiniLM-L6-v2": ("beam_hub.models.minilm.export", "all-MiniLM-L6-v2/6"),
+    "all-MiniLM-L6-v2": ("beam_hub.models.minilm.export", "all-MiniLM-L6-v2/7"),
 }
 _BY_LOWER = {name.lower(): name for name in BUILTINS}
 _OPTIONS = {"precision": (*PRECISIONS, "auto")}

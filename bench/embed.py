@@ -15,7 +15,7 @@ Prints sentences/s, tokens per sentence, each row's GFLOP/s and fraction of this
 matmul peak (fp32 or bf16), ratios to the fp32 module and to sentence-transformers, and the
 cosine of bf16 embeddings to fp32 ones.
 
-    python bench/embed.py [--sentences 8000] [--batch 64] [--st-python /path/to/python]
+    python bench/embed.py [--sentences 8000] [--batch 64] [--rounds 3] [--st-python /path/to/python]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -171,6 +172,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sentences", type=int, default=8000)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the module rows (median)")
     ap.add_argument("--st-python", default=sys.executable, help="interpreter with sentence-transformers")
     args = ap.parse_args()
 
@@ -199,11 +201,18 @@ def main() -> None:
             f"{n} sentences, {chars:.0f} characters and {tokens:.1f} tokens on average, batch {args.batch}; "
             f"matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s"
         )
-        rows = [  # (label, precision, seconds)
-            ("module fp32, input order", "fp32", run_module(texts, args.batch, False, cache)),
-            ("module fp32, sorted", "fp32", run_module(texts, args.batch, True, cache)),
-            ("module bf16, input order", "bf16", run_module(texts, args.batch, False, cache, "bf16")),
-            ("module bf16, sorted", "bf16", run_module(texts, args.batch, True, cache, "bf16")),
+        module_rows = [  # measured in interleaved rounds; the median of each is kept
+            ("module fp32, input order", "fp32", False),
+            ("module fp32, sorted", "fp32", True),
+            ("module bf16, input order", "bf16", False),
+            ("module bf16, sorted", "bf16", True),
+        ]
+        times: dict[str, list[float]] = {label: [] for label, _, _ in module_rows}
+        for _ in range(args.rounds):
+            for label, precision, sort in module_rows:
+                times[label].append(run_module(texts, args.batch, sort, cache, precision))
+        rows = [(label, precision, statistics.median(times[label])) for label, precision, _ in module_rows]
+        rows += [  # (label, precision, seconds)
             (
                 "job fp32, JSONL (per element)",
                 "fp32",

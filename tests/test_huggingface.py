@@ -267,6 +267,14 @@ def test_a_file_longer_than_listed_is_cut_off(hub, fruit_repo):
         beam_hub.resolve("hf://acme/fruit")
 
 
+@pytest.mark.parametrize("size", [-(10**12), "12"])
+def test_a_listing_cannot_hide_bytes_from_the_cap(hub, fruit_repo, size):
+    hub.listed_sizes["variables/variables.index"] = size  # a negative size would offset a huge file
+    with pytest.raises(UnsafePathError, match="gives .* the size"):
+        beam_hub.resolve("hf://acme/fruit")
+    assert not hub.file_requests()
+
+
 def test_a_listing_over_the_size_cap_is_refused_before_any_download(hub, fruit_repo, monkeypatch):
     monkeypatch.setenv("BEAM_HUB_MAX_EXTRACT_BYTES", "1000")
     with pytest.raises(UnsafePathError, match="BEAM_HUB_MAX_EXTRACT_BYTES"):

@@ -46,7 +46,7 @@ def checked_listing(
                 "refusing to copy it."
             ) from None
         remote.append(full)
-        total += int(info.get("size") or 0)
+        total += _listed_size(info, full, handle)
     cap = settings.max_extract_bytes()
     if total > cap:
         raise UnsafePathError(
@@ -56,6 +56,18 @@ def checked_listing(
     for file in local:
         os.makedirs(os.path.dirname(file), exist_ok=True)
     return remote, local, total
+
+
+def _listed_size(info: Mapping[str, Any], full: str, handle: Handle) -> int:
+    """The size a listing gives a file: a whole number of bytes, never negative (a negative one
+    would hide another file's bytes from the cap)."""
+    size = info.get("size") or 0
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise UnsafePathError(
+            f"Module handle {handle.raw!r}: the listing of {handle.location} gives {full!r} the size "
+            f"{size!r}; refusing to copy it."
+        )
+    return size
 
 
 class RemoteDirResolver(Resolver):

@@ -309,3 +309,24 @@ def test_a_sort_key_that_fails_on_an_element_leaves_it_to_the_module(one_input):
         assert_that(failed | beam.Map(lambda f: f.element[0]), equal_to([1]), label="failed")
 
     run_pipeline(build)
+
+
+def test_a_sort_key_whose_values_do_not_compare_keeps_every_element(tmp_path):
+    import modules
+
+    module = modules.make_batch_longest(str(tmp_path / "longest"))
+    texts = ["a", "bbbb", "cc", "dddddd", "e"]
+
+    def mixed(text):  # str for some, int for others: they cannot be sorted together
+        return text if len(text) > 3 else len(text)
+
+    def build(p):
+        out = (
+            p
+            | beam.Create(list(enumerate(texts)))
+            | beam_hub.ApplyHubModule(module, keyed=True, sort_key=mixed, max_batch_size=2)
+            | beam.Keys()
+        )
+        assert_that(out, equal_to(list(range(len(texts)))))
+
+    run_pipeline(build)

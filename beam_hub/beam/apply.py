@@ -186,7 +186,10 @@ class _SortWithinBundle(beam.DoFn):
         return self._flush()
 
     def _flush(self) -> list[WindowedValue]:
-        self._buffer.sort(key=lambda entry: entry[0])
+        try:
+            self._buffer.sort(key=lambda entry: entry[0])
+        except TypeError:  # keys that do not compare (a key function mixing types): keep arrival order
+            pass
         out = [WindowedValue(element, timestamp, (window,)) for _, element, window, timestamp in self._buffer]
         self._buffer = []
         return out

@@ -108,19 +108,21 @@ class HfModel:
     def is_commit(self) -> bool:
         return self.revision is not None and _COMMIT.match(self.revision) is not None
 
-    def _suffix(self) -> str:
+    @property
+    def suffix(self) -> str:
+        """ "/SUBDIR", or "" for the repo root."""
         return f"/{self.subdir}" if self.subdir else ""
 
     def key(self, commit: str) -> str:
         """The cache key of this model at ``commit`` (repo ids are case-insensitive on the Hub)."""
-        return f"hf://{self.repo_id.lower()}@{commit}{self._suffix()}"
+        return f"hf://{self.repo_id.lower()}@{commit}{self.suffix}"
 
     def ref(self) -> str:
-        return f"hf://{self.repo_id.lower()}@{self.revision or 'main'}{self._suffix()}"
+        return f"hf://{self.repo_id.lower()}@{self.revision or 'main'}{self.suffix}"
 
     def fs_path(self, commit: str) -> str:
         """The HfFileSystem path of the module directory at ``commit``."""
-        return f"{self.repo_id}@{commit}{self._suffix()}"
+        return f"{self.repo_id}@{commit}{self.suffix}"
 
 
 def parse_hf(handle: Handle) -> HfModel:
@@ -147,6 +149,24 @@ def parse_hf(handle: Handle) -> HfModel:
     return HfModel(uri.id, uri.revision, subdir)
 
 
+def commit_of(handle: Handle, model: HfModel) -> str:
+    """The commit the model's revision names on the Hub now (one API call, with timeouts)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=settings.hf_endpoint(), token=settings.hf_token() or False)
+    _with_timeouts()
+    with _hub_errors(handle, model):
+        info = api.model_info(model.repo_id, revision=model.revision, timeout=settings.read_timeout())
+    sha = getattr(info, "sha", None)
+    if not isinstance(sha, str) or not _COMMIT.match(sha):
+        raise DownloadError(
+            f"{handle.raw!r}: {settings.hf_endpoint()} answered revision "
+            f"{model.revision or 'main'!r} without a commit id ({sha!r})."
+        )
+    log.info("%s is commit %s", handle.raw, sha)
+    return sha
+
+
 def pin(raw: str) -> str:
     """``hf://ORG/REPO@<commit>[/SUBDIR]`` for a branch or tag handle (one Hub API call), so that every
     worker of a job fetches the same commit even if the branch moves; the handle unchanged when
@@ -157,13 +177,13 @@ def pin(raw: str) -> str:
     if model.is_commit or handle.sha256 is not None or settings.hf_offline():
         return raw
     try:
-        commit = HuggingFaceResolver._commit(handle, model)
+        commit = commit_of(handle, model)
     except _Unreachable as e:
         log.warning(
             "%s: the Hub cannot be reached (%s); workers will resolve the revision themselves.", raw, e
         )
         return raw
-    return f"hf://{model.repo_id}@{commit}{model._suffix()}"
+    return f"hf://{model.repo_id}@{commit}{model.suffix}"
 
 
 class HuggingFaceResolver(Resolver):
@@ -175,7 +195,7 @@ class HuggingFaceResolver(Resolver):
         if handle.sha256 is not None:
             raise UnsupportedHandleError(
                 f"{handle.raw!r}: an hf:// handle is pinned by its commit, not an archive sha256 "
-                f"(hf://{model.repo_id}@<40-hex commit>{model._suffix()})."
+                f"(hf://{model.repo_id}@<40-hex commit>{model.suffix})."
             )
         if model.is_commit:
             commit = model.revision
@@ -183,7 +203,7 @@ class HuggingFaceResolver(Resolver):
             commit = self._cached_commit(handle, model, cache, "offline")
         else:
             try:
-                commit = self._commit(handle, model)
+                commit = commit_of(handle, model)
             except _Unreachable as e:
                 commit = self._cached_commit(handle, model, cache, f"the Hub cannot be reached ({e})")
             else:
@@ -191,24 +211,7 @@ class HuggingFaceResolver(Resolver):
         key = model.key(commit)
         return cache.fetch(key, lambda staging: self._fill(handle, model, commit, staging))
 
-    # -- the revision's commit ------------------------------------------------
-
-    @staticmethod
-    def _commit(handle: Handle, model: HfModel) -> str:
-        from huggingface_hub import HfApi
-
-        api = HfApi(endpoint=settings.hf_endpoint(), token=settings.hf_token() or False)
-        _with_timeouts()
-        with _hub_errors(handle, model):
-            info = api.model_info(model.repo_id, revision=model.revision, timeout=settings.read_timeout())
-        sha = getattr(info, "sha", None)
-        if not isinstance(sha, str) or not _COMMIT.match(sha):
-            raise DownloadError(
-                f"{handle.raw!r}: {settings.hf_endpoint()} answered revision "
-                f"{model.revision or 'main'!r} without a commit id ({sha!r})."
-            )
-        log.info("%s is commit %s", handle.raw, sha)
-        return sha
+    # -- offline: the commit a revision last named -----------------------------
 
     @staticmethod
     def _cached_commit(handle: Handle, model: HfModel, cache: ModuleCache, why: str) -> str:
@@ -222,7 +225,7 @@ class HuggingFaceResolver(Resolver):
             commit, which = _newest_cached(cache.root, model), f"the newest cached commit of {model.repo_id}"
         if commit is None:
             raise OfflineCacheMissError(
-                f"{handle.raw!r}: {why}, and no commit of {model.repo_id}{model._suffix()} is in the cache "
+                f"{handle.raw!r}: {why}, and no commit of {model.repo_id}{model.suffix} is in the cache "
                 f"at {cache.root}. Resolve it once with network access, or unset BEAM_HUB_OFFLINE / "
                 "HF_HUB_OFFLINE."
             )
@@ -245,7 +248,7 @@ class HuggingFaceResolver(Resolver):
         root = model.fs_path(commit)
         with _hub_errors(handle, model):
             listing = fs.find(root, detail=True)
-        where = f"{model.repo_id}@{commit[:12]}{model._suffix()}"
+        where = f"{model.repo_id}@{commit[:12]}{model.suffix}"
         if not listing:
             raise ModuleNotFoundAtHandleError(
                 f"{handle.raw!r}: there is no directory {model.subdir or '(root)'!r} in {model.repo_id} at "
@@ -269,7 +272,7 @@ class HuggingFaceResolver(Resolver):
         )
         records = _download_all(fs, [(r, p, wanted[r]) for r, p in zip(remote, local)], handle)
         files = {os.path.relpath(p, target).replace(os.sep, "/"): rec for p, rec in records.items()}
-        source = f"{endpoint}/{model.repo_id}/tree/{commit}{model._suffix()}"
+        source = f"{endpoint}/{model.repo_id}/tree/{commit}{model.suffix}"
         return Filled(root=target, source=source, files=files)
 
 
@@ -518,7 +521,7 @@ def _remembered(root: str, model: HfModel) -> str | None:
 def _newest_cached(root: str, model: HfModel) -> str | None:
     """The commit of this repo (and subdirectory) fetched into the cache most recently."""
     pattern = re.compile(
-        re.escape(f"hf://{model.repo_id.lower()}@") + r"([0-9a-f]{40})" + re.escape(model._suffix()) + "$"
+        re.escape(f"hf://{model.repo_id.lower()}@") + r"([0-9a-f]{40})" + re.escape(model.suffix) + "$"
     )
     newest: tuple[float, str] | None = None
     for entry in LocalCache(root).entries():

@@ -19,6 +19,8 @@ from beam_hub.resolvers import Resolver, register_resolver, registered_resolvers
 __version__ = "0.1.0"
 
 _LAZY = {
+    "audit": "beam_hub.safety",
+    "AuditReport": "beam_hub.safety",
     "load": "beam_hub.module",
     "HubModule": "beam_hub.module",
     "SignatureSpec": "beam_hub.signatures",
@@ -37,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from beam_hub.beam.mltransform import HubImageEmbeddings, HubTextEmbeddings
     from beam_hub.keras_layer import KerasLayer
     from beam_hub.module import HubModule, load
+    from beam_hub.safety import AuditReport, audit
     from beam_hub.signatures import SignatureSpec
     from beam_hub.train.transforms import ExportHubModule, FineTuneHubModule
 
@@ -52,6 +55,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AuditReport",
+    "audit",
     "ApplyHubModule",
     "ExportHubModule",
     "FailedElement",

@@ -2,6 +2,7 @@
 
 beam-hub resolve HANDLE              print the local directory of the module
 beam-hub inspect HANDLE              signatures, inputs and outputs with dtypes and shapes
+beam-hub inspect --audit HANDLE      what the module can do besides compute (files, Python, network)
 beam-hub cache list|verify|prune --older-than DAYS|clear
 beam-hub pack DIR OUT.tar.gz         reproducible archive; prints its sha256
 beam-hub embed --input P --output O  the batch embedding job (pipelines/embed.py)
@@ -36,30 +37,28 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """`inspect --audit`: the audit, without loading the module; exit 1 when it found anything."""
+    from beam_hub.safety import audit
+
+    report = audit(args.handle, allow_ops=args.allow_op, cache_dir=args.cache_dir)
+    if args.json:
+        print(json.dumps({"handle": args.handle, "path": report.path, "audit": report.to_json()}, indent=2))
+    else:
+        print(f"module:  {args.handle}")
+        print(f"path:    {report.path}")
+        print("\n".join(report.lines()))
+    return 0 if report.clean else 1
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.audit:
+        return cmd_audit(args)
     from beam_hub.module import load
 
     module = load(args.handle, tags=args.tags, cache_dir=args.cache_dir)
     if args.json:
-        out = {
-            name: {
-                "inputs": {
-                    k: {
-                        "dtype": i.dtype.name,
-                        "shape": i.shape.as_list() if i.shape.rank is not None else None,
-                    }
-                    for k, i in spec.inputs.items()
-                },
-                "outputs": {
-                    k: {
-                        "dtype": o.dtype.name,
-                        "shape": o.shape.as_list() if o.shape.rank is not None else None,
-                    }
-                    for k, o in spec.outputs.items()
-                },
-            }
-            for name, spec in module.signatures.items()
-        }
+        out = {name: spec.to_json() for name, spec in module.signatures.items()}
         print(
             json.dumps(
                 {
@@ -170,8 +169,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from beam_hub.publish import publish
+    from beam_hub.safety import audit_path
+    from beam_hub.savedmodel import require_saved_model_dir
 
-    print(publish(args.dir, args.dest, version=args.version, extracted=args.extracted))
+    require_saved_model_dir(args.dir, args.dir)
+    print("\n".join(audit_path(args.dir).lines()), file=sys.stderr)
+    print(
+        publish(
+            args.dir, args.dest, version=args.version, extracted=args.extracted, allow_risky=args.allow_risky
+        )
+    )
     return 0
 
 
@@ -195,6 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--tags", nargs="*", default=None, help="graph variant tags (default: the module's default)"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--audit",
+        action="store_true",
+        help="list ops that read or write files, call Python, reach the network or are unknown here "
+        "(the module is read, not loaded; exit 1 when any is found)",
+    )
+    p.add_argument(
+        "--allow-op",
+        action="append",
+        default=[],
+        metavar="OP",
+        help="with --audit: accept this op (repeatable)",
+    )
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("cache", help="list, verify, prune or clear the module cache")
@@ -234,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default=None, help="default: the next integer")
     p.add_argument(
         "--extracted", action="store_true", help="also upload the module directory as DEST/VERSION/"
+    )
+    p.add_argument(
+        "--allow-risky",
+        action="store_true",
+        help="publish even when the audit finds ops that write files, call Python or reach the network",
     )
     p.set_defaults(func=cmd_publish)
 

@@ -71,6 +71,15 @@ class MissingCustomOpError(ModuleLoadError):
         self.package = package
 
 
+class UnsafeModuleError(ModuleLoadError):
+    """The audit found ops the policy refuses (``BEAM_HUB_AUDIT=refuse`` or ``audit="refuse"``);
+    ``report`` lists them. Nothing of the module ran."""
+
+    def __init__(self, message: str, report: object) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class SignatureNotFoundError(BeamHubError, KeyError):
     """The requested signature does not exist; the message lists the available ones."""
 

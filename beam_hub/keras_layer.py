@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -25,7 +26,8 @@ class KerasLayer(keras.layers.Layer):
     (``model.fit`` fine-tunes them), passes ``training=`` to the module's ``__call__`` and adds its
     ``regularization_losses`` to the model's losses. ``signature`` picks a named signature
     (inference only), with ``output_key`` or ``signature_outputs_as_dict=True`` for its outputs.
-    ``arguments`` are extra keyword arguments for ``__call__``.
+    ``arguments`` are extra keyword arguments for ``__call__``. ``audit`` and ``allow_ops``: the
+    audit policy applied before the module loads (see :func:`beam_hub.load`).
     """
 
     def __init__(
@@ -38,6 +40,8 @@ class KerasLayer(keras.layers.Layer):
         tags: Any = None,
         arguments: dict[str, Any] | None = None,
         cache_dir: str | None = None,
+        audit: str | None = None,
+        allow_ops: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(trainable=trainable, **kwargs)
@@ -49,6 +53,8 @@ class KerasLayer(keras.layers.Layer):
         self.tags = tags
         self.arguments = dict(arguments or {})
         self.cache_dir = cache_dir
+        self.audit = audit
+        self.allow_ops = list(allow_ops)
         if signature_outputs_as_dict and output_key:
             raise ValueError("Pass either output_key or signature_outputs_as_dict=True, not both.")
         if signature is not None and (trainable or self.arguments):
@@ -57,7 +63,7 @@ class KerasLayer(keras.layers.Layer):
                 "is a fixed inference graph. Leave signature unset to use the module's __call__ (the Reusable "
                 "SavedModel API), which takes training= and is fine-tunable."
             )
-        self._module = load(self.handle, tags=tags, cache_dir=cache_dir)
+        self._module = load(self.handle, tags=tags, cache_dir=cache_dir, audit=audit, allow_ops=allow_ops)
         if signature is None:
             if CALL not in self._module.signatures:
                 if trainable:
@@ -116,4 +122,6 @@ class KerasLayer(keras.layers.Layer):
             "tags": self.tags,
             "arguments": self.arguments,
             "cache_dir": self.cache_dir,
+            "audit": self.audit,
+            "allow_ops": self.allow_ops,
         }

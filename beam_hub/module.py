@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,8 @@ import tensorflow as tf
 
 from beam_hub.errors import InputError, MissingCustomOpError, ModuleLoadError, SignatureNotFoundError
 from beam_hub.resolvers import resolve
+from beam_hub.safety import enforce
+from beam_hub.safety.ops import custom_op_package
 from beam_hub.savedmodel import is_tf1_hub_module
 from beam_hub.signatures import CallSpec, SignatureSpec, bind_inputs, select_outputs, spec_of_signature
 
@@ -26,27 +28,6 @@ log = logging.getLogger(__name__)
 CALL = "__call__"
 DEFAULT_ALIASES = (None, "default")
 
-# Ops that live outside core TensorFlow, by name prefix, and the package that registers them.
-_CUSTOM_OP_PACKAGES = (
-    ("Addons>", "tensorflow_addons"),
-    ("TFText>", "tensorflow_text"),
-    ("SimpleML", "tensorflow_decision_forests"),
-    ("Sentencepiece", "tensorflow_text"),
-    ("CaseFoldUTF8", "tensorflow_text"),
-    ("NormalizeUTF8", "tensorflow_text"),
-    ("RegexSplitWithOffsets", "tensorflow_text"),
-    ("WordpieceTokenizeWithOffsets", "tensorflow_text"),
-    ("FastWordpiece", "tensorflow_text"),
-    ("FastBert", "tensorflow_text"),
-    ("WhitespaceTokenize", "tensorflow_text"),
-    ("UnicodeScriptTokenize", "tensorflow_text"),
-    ("SplitMergeTokenize", "tensorflow_text"),
-    ("ConstrainedSequence", "tensorflow_text"),
-    ("MaxSpanningTree", "tensorflow_text"),
-    ("RougeL", "tensorflow_text"),
-    ("SentenceFragments", "tensorflow_text"),
-    ("TFSentencepiece", "tf_sentencepiece"),
-)
 _OP_NOT_REGISTERED = re.compile(r"Op type not registered '([^']+)'")
 
 
@@ -55,7 +36,7 @@ def _custom_op_error(exc: Exception, path: str) -> MissingCustomOpError | None:
     if not match:
         return None
     op = match.group(1)
-    package = next((pkg for prefix, pkg in _CUSTOM_OP_PACKAGES if op.startswith(prefix)), None)
+    package = custom_op_package(op)
     todo = (
         f"`pip install {package.replace('_', '-')}` and `import {package}` before loading it"
         if package
@@ -71,13 +52,20 @@ def load(
     tags: Any = None,
     cache_dir: str | os.PathLike | None = None,
     local_cache_dir: str | os.PathLike | None = None,
+    audit: str | None = None,
+    allow_ops: Sequence[str] = (),
 ) -> HubModule:
-    """Resolve ``handle`` through the cache and load it as a :class:`HubModule`.
+    """Resolve ``handle`` through the cache, audit it, and load it as a :class:`HubModule`.
 
     ``tags`` picks the graph variant; the default is the module's only one for TF2 SavedModels
     and the empty tag set for the TF1 Hub format (``tfhub_module.pb``), as tensorflow_hub does.
+    ``audit`` is "warn", "refuse" or "off" (default: ``BEAM_HUB_AUDIT``, else "warn"): what to do
+    when the module holds ops that read or write files, call Python, reach the network or are
+    unknown here; ``allow_ops`` accepts named ones. "refuse" raises
+    :class:`~beam_hub.errors.UnsafeModuleError` before TensorFlow loads anything.
     """
     path = resolve(handle, cache_dir=cache_dir, local_cache_dir=local_cache_dir)
+    enforce(path, os.fspath(handle), audit=audit, allow_ops=allow_ops)
     tf1 = is_tf1_hub_module(path)
     if tags is None and tf1:
         tags = []

@@ -70,6 +70,7 @@ def publish(
     version: int | str | None = None,
     extracted: bool = False,
     fingerprint: str | None = None,
+    allow_risky: bool = False,
 ) -> str:
     """Pack ``module_dir`` and publish it as ``<dest>/<version>.tar.gz`` (plus ``.sha256``); return its handle.
 
@@ -81,9 +82,21 @@ def publish(
     directory as ``<dest>/<version>/`` (a mirror for the protocol's uncompressed format), before
     the archive, so a version's archive never appears without it. ``fingerprint`` is recorded
     beside the version (see :func:`published_with`).
+
+    The module is audited first (see :func:`beam_hub.audit`): high-severity findings (ops that
+    write files, call Python or reach the network) stop the publish unless ``allow_risky=True``.
     """
+    from beam_hub.safety import audit_path
+
     module_dir = os.fspath(module_dir)
     require_saved_model_dir(module_dir, module_dir)
+    report = audit_path(module_dir)
+    if report.high and not allow_risky:
+        found = "\n  ".join(f.describe() for f in report.high)
+        raise PublishError(
+            f"Not publishing {module_dir}: the audit found ops that act outside the module's tensors:\n"
+            f"  {found}\nIf the module is meant to do this, publish with allow_risky=True (--allow-risky)."
+        )
     dest = dest.rstrip("/")
     fs, root = filesystem(dest)
     if version is None:

@@ -23,6 +23,7 @@
 | HF_TOKEN                      | Hugging Face token (else huggingface_hub's saved login)     | none |
 | HF_HUB_OFFLINE                | 1/true: hf:// handles come from the cache only              | off |
 | BEAM_HUB_NATIVE_BF16          | 1/0: say whether the CPU computes bf16 natively (precision=auto) | read from the CPU flags |
+| BEAM_HUB_AUDIT                | warn, refuse or off: what loading does with audit findings  | warn |
 
 A value that cannot be used raises :class:`~beam_hub.errors.ConfigError` naming the variable.
 """
@@ -241,3 +242,15 @@ def native_bf16_override() -> bool | None:
     if raw in _TRUE or raw in {"0", "false", "no", "off"}:
         return raw in _TRUE
     raise ConfigError(f"BEAM_HUB_NATIVE_BF16={raw!r} must be 1 or 0 (or unset to read the CPU flags).")
+
+
+AUDIT_MODES = ("warn", "refuse", "off")
+
+
+def audit_mode(value: str | None = None) -> str:
+    """The audit policy: ``value`` when given (an ``audit=`` argument), else BEAM_HUB_AUDIT, else warn."""
+    name = "audit" if value is not None else "BEAM_HUB_AUDIT"
+    raw = (value if value is not None else _raw("BEAM_HUB_AUDIT")).strip().lower() or "warn"
+    if raw not in AUDIT_MODES:
+        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(AUDIT_MODES)}.")
+    return raw

@@ -47,6 +47,20 @@ class SignatureSpec:
     def describe_inputs(self) -> str:
         return ", ".join(str(i) for i in self.inputs.values()) or "no inputs"
 
+    def to_json(self) -> dict[str, Any]:
+        """Inputs and outputs as ``{name: {"dtype": "float32", "shape": [None, 3]}}`` (shape None: unknown rank)."""
+
+        def tensor(info: TensorInfo) -> dict[str, Any]:
+            return {
+                "dtype": info.dtype.name,
+                "shape": info.shape.as_list() if info.shape.rank is not None else None,
+            }
+
+        return {
+            "inputs": {k: tensor(i) for k, i in self.inputs.items()},
+            "outputs": {k: tensor(o) for k, o in self.outputs.items()},
+        }
+
 
 def _info(name: str, spec: Any) -> TensorInfo:
     return TensorInfo(name, tf.as_dtype(spec.dtype), tf.TensorShape(spec.shape))

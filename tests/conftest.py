@@ -25,6 +25,7 @@ def _isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("BEAM_HUB_RETRY_BACKOFF", "0.05")
     monkeypatch.delenv("BEAM_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TFHUB_MODEL_LOAD_FORMAT", raising=False)
+    monkeypatch.delenv("BEAM_HUB_AUDIT", raising=False)
     # no real Kaggle credentials or caches: each test sets what it needs
     for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "BEAM_HUB_KAGGLE_URL"):
         monkeypatch.delenv(name, raising=False)

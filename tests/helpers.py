@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,3 +57,33 @@ def counters(result, namespace: str = "beam_hub") -> dict[str, int]:
     for d in found["distributions"]:
         out[d.key.metric.name + ".count"] = out.get(d.key.metric.name + ".count", 0) + d.committed.count
     return out
+
+
+class Served:
+    def __init__(self, root: str, *extra: str, pack_dir: str | None = "", env: dict | None = None) -> None:
+        packs = [] if pack_dir is None else ["--pack-dir", pack_dir or os.path.join(root, "..", "packs")]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "beam_hub", "serve", root, "--port", "0", *packs, *extra],
+            env={**os.environ, **(env or {})},
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        assert line.startswith("Serving "), self.proc.stderr.read() if self.proc.poll() is not None else line
+        self.url = line.split(" at ")[1].strip().rstrip("/")
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        _, err = self.proc.communicate(timeout=30)
+        return err
+
+
+def get(url, headers=None, method="GET"):
+    req = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()

@@ -2,8 +2,6 @@ import hashlib
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import urllib.error
 import urllib.request
@@ -14,30 +12,9 @@ import pytest
 import beam_hub
 from beam_hub.cache import Manifest, cache_key
 from beam_hub.errors import DownloadError, IntegrityError
-from helpers import REPO
+from helpers import Served, get
 
 X = np.array([[1, 2, 3]], np.float32)
-
-
-class Served:
-    def __init__(self, root: str, *extra: str, pack_dir: str | None = "", env: dict | None = None) -> None:
-        packs = [] if pack_dir is None else ["--pack-dir", pack_dir or os.path.join(root, "..", "packs")]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "beam_hub", "serve", root, "--port", "0", *packs, *extra],
-            env={**os.environ, **(env or {})},
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        line = self.proc.stdout.readline()
-        assert line.startswith("Serving "), self.proc.stderr.read() if self.proc.poll() is not None else line
-        self.url = line.split(" at ")[1].strip().rstrip("/")
-
-    def stop(self) -> str:
-        self.proc.terminate()
-        _, err = self.proc.communicate(timeout=30)
-        return err
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +36,6 @@ def served(root):
     yield s
     log = s.stop()
     assert '"GET /acme/fruit/1?tf-hub-format=compressed HTTP/1.1" 200' in log  # one line per request
-
-
-def get(url, headers=None, method="GET"):
-    req = urllib.request.Request(url, headers=headers or {}, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
 
 
 def test_tensorflow_hub_loads_from_serve(served):

@@ -57,6 +57,9 @@ class ApplyHubModule(beam.PTransform):
     text model then pads every batch to a length close to its texts' own. Outputs come in that
     order (a PCollection has none; keep keys with ``keyed=True``).
 
+    ``audit`` ("warn", "refuse" or "off"; default ``BEAM_HUB_AUDIT``) and ``allow_ops`` apply the
+    audit policy on each worker before the module loads (see :func:`beam_hub.load`).
+
     Columnar mode (``columns=``): elements are whole batches (pyarrow RecordBatches or Tables, as
     ``ReadFromParquetBatched`` gives, or dicts of numpy columns). ``columns`` names the column for
     a one-input signature, or maps input names to columns; each batch comes out with the output
@@ -85,6 +88,8 @@ class ApplyHubModule(beam.PTransform):
         output_column: str = "output",
         sort_key: Callable[[Any], Any] | None = None,
         sort_window: int = 4096,
+        audit: str | None = None,
+        allow_ops: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if min_batch_size > max_batch_size:
@@ -105,6 +110,8 @@ class ApplyHubModule(beam.PTransform):
             cache_dir=cache_dir,
             local_cache_dir=local_cache_dir,
             large_model=large_model,
+            audit=audit,
+            allow_ops=allow_ops,
         )
         self._keyed = keyed
         self._batch_kwargs = {

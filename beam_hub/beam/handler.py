@@ -24,7 +24,8 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
     Works with Beam's own features: PredictionResult, KeyedModelHandler, ``with_exception_handling``,
     model updates through ``update_model_path``, ``large_model`` / ``model_copies``. Loads with
     ``tf.saved_model.load`` (no Keras), so it works under Keras 3 without TF_USE_LEGACY_KERAS.
-    ApplyHubModule uses the same handler for its own, leaner DoFn.
+    ApplyHubModule uses the same handler for its own, leaner DoFn. ``audit`` and ``allow_ops``:
+    the audit policy applied on each worker before the module loads (see :func:`beam_hub.load`).
     """
 
     def __init__(
@@ -42,6 +43,8 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
         max_batch_size: int | None = None,
         large_model: bool = False,
         model_copies: int | None = None,
+        audit: str | None = None,
+        allow_ops: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -56,6 +59,8 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
             None if tags is None else tuple(tags),
             None if cache_dir is None else os.fspath(cache_dir),
             None if local_cache_dir is None else os.fspath(local_cache_dir),
+            audit,
+            tuple(allow_ops),
         )
         self.apply_spec = ApplySpec(signature, output_key, as_dict, from_examples)
 

@@ -31,12 +31,16 @@ class ModuleKey:
     tags: tuple[str, ...] | None = None
     cache_dir: str | None = None
     local_cache_dir: str | None = None
+    audit: str | None = None  # the load policy (see beam_hub.safety.policy); None: BEAM_HUB_AUDIT
+    allow_ops: tuple[str, ...] = ()
 
     @property
     def tag(self) -> str:
         """A name for Beam's Shared and multi_process_shared, which also name files in the temp
         directory after it: a digest, never the handle itself (a path or URL)."""
-        identity = json.dumps([self.handle, self.tags, self.cache_dir, self.local_cache_dir])
+        identity = json.dumps(
+            [self.handle, self.tags, self.cache_dir, self.local_cache_dir, self.audit, self.allow_ops]
+        )
         return "beam_hub-" + hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
     def load(self) -> LoadedModule:
@@ -46,7 +50,14 @@ class ModuleKey:
         with _registry_lock:
             _loads[self] = _loads.get(self, 0) + 1
         return LoadedModule(
-            load(self.handle, tags=tags, cache_dir=self.cache_dir, local_cache_dir=self.local_cache_dir)
+            load(
+                self.handle,
+                tags=tags,
+                cache_dir=self.cache_dir,
+                local_cache_dir=self.local_cache_dir,
+                audit=self.audit,
+                allow_ops=self.allow_ops,
+            )
         )
 
 

@@ -27,6 +27,7 @@ class Manifest:
     archive_sha256: str | None = None
     created: float = field(default_factory=time.time)
     adopted: bool = False  # True for entries written by another tool (tensorflow_hub) and adopted
+    audit: dict[str, Any] | None = None  # the module's audit report, see beam_hub.safety.policy
     format: int = 1
 
     @property

@@ -7,12 +7,11 @@ import email.utils
 import logging
 import os
 import re
-from typing import Any
 
 from aiohttp import web
 
 from beam_hub import settings
-from beam_hub.serve.page import index_page, module_page
+from beam_hub.serve.page import Inspection, index_page, module_page
 from beam_hub.serve.store import Archive, Module, ModuleStore
 
 log = logging.getLogger("beam_hub.serve")
@@ -37,6 +36,7 @@ def create_app(
     app[UNCOMPRESSED_BASE] = (uncompressed_base or "").rstrip("/")
     app[SPECS] = {}
     app.router.add_get("/", _index)
+    app.router.add_get("/api/modules/{path:.+}", _api_module)
     app.router.add_get("/{path:.+}", _module)
     return app
 
@@ -145,26 +145,66 @@ async def _page(request: web.Request, module: Module) -> web.Response:
     if module.directory and os.path.isfile(os.path.join(module.directory, "README.md")):
         with open(os.path.join(module.directory, "README.md"), encoding="utf-8", errors="replace") as f:
             readme = f.read()
-    signatures, error = await loop.run_in_executor(None, _signatures, request.app, module, archive)
+    seen = await loop.run_in_executor(None, _inspect, request.app, module, archive)
     url = f"{_base_url(request)}/{module.path}"
-    return web.Response(
-        text=module_page(module, url, archive, readme, signatures, error), content_type="text/html"
+    return web.Response(text=module_page(module, url, archive, readme, seen), content_type="text/html")
+
+
+async def _api_module(request: web.Request) -> web.Response:
+    """One module version as JSON: download URL, size, sha256, signatures and the audit."""
+    store = request.app[STORE]
+    module = store.find(request.match_info["path"])
+    if module is None:
+        return web.json_response({"error": f"no module at /{request.match_info['path']}"}, status=404)
+    loop = asyncio.get_running_loop()
+    archive = await loop.run_in_executor(None, store.archive, module)
+    seen = await loop.run_in_executor(None, _inspect, request.app, module, archive)
+    url = f"{_base_url(request)}/{module.path}"
+    return web.json_response(
+        {
+            "path": module.path,
+            "handle": url,
+            "download": f"{url}?tf-hub-format=compressed",
+            "size": archive.size,
+            "sha256": archive.sha256,
+            "signatures": None
+            if seen.signatures is None
+            else {name: spec.to_json() for name, spec in sorted(seen.signatures.items())},
+            "signatures_error": seen.error,
+            "audit": None if seen.audit is None else seen.audit.to_json(),
+        }
     )
 
 
-def _signatures(
-    app: web.Application, module: Module, archive: Archive
-) -> tuple[dict[str, Any] | None, str | None]:
-    """The module's signature specs, loaded once per archive digest (imports TensorFlow)."""
+def _inspect(app: web.Application, module: Module, archive: Archive) -> Inspection:
+    """The module's audit, and its signatures when the audit is clean: once per archive digest.
+
+    A module with findings is never loaded into the server's own process."""
     cache = app[SPECS]
     if archive.sha256 not in cache:
-        try:
-            from beam_hub.module import load
-
-            cache[archive.sha256] = (load(module.directory or archive.file).signatures, None)
-        except Exception as e:  # noqa: BLE001 - shown on the page
-            cache[archive.sha256] = (None, f"{type(e).__name__}: {e}")
+        cache[archive.sha256] = _inspect_now(module, archive)
     return cache[archive.sha256]
+
+
+def _inspect_now(module: Module, archive: Archive) -> Inspection:
+    from beam_hub.resolvers import resolve
+    from beam_hub.safety import audit_path
+
+    try:
+        path = module.directory or resolve(archive.file)
+        report = audit_path(path)
+    except Exception as e:  # noqa: BLE001 - shown on the page
+        return Inspection(None, f"{type(e).__name__}: {e}", None)
+    if not report.clean:
+        return Inspection(
+            None, "not loaded by this server: the audit found ops that act outside its tensors", report
+        )
+    try:
+        from beam_hub.module import load
+
+        return Inspection(load(path, audit="off").signatures, None, report)
+    except Exception as e:  # noqa: BLE001 - shown on the page
+        return Inspection(None, f"{type(e).__name__}: {e}", report)
 
 
 def serve(

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from typing import Any
 
+from beam_hub.safety.report import AuditReport
 from beam_hub.serve.store import Archive, Module
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What the server knows of a module's contents: signatures (None: not loaded, see error), audit."""
+
+    signatures: dict[str, Any] | None
+    error: str | None
+    audit: AuditReport | None
+
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}"
@@ -35,22 +47,22 @@ def module_page(
     url: str,
     archive: Archive,
     readme: str | None,
-    signatures: dict[str, Any] | None,
-    error: str | None,
+    seen: Inspection,
 ) -> str:
     parts = [f"<h1>{html.escape(module.path)}</h1>", f"<p>Handle: <code>{html.escape(url)}</code></p>"]
     if readme:
         parts.append(f"<h2>README</h2><pre>{html.escape(readme)}</pre>")
     parts.append("<h2>Signatures</h2>")
-    if signatures:
+    if seen.signatures:
         rows = "".join(
             f"<tr><td>{html.escape(name)}</td><td>{html.escape(', '.join(str(i) for i in spec.inputs.values()))}</td>"
             f"<td>{html.escape(', '.join(str(o) for o in spec.outputs.values()))}</td></tr>"
-            for name, spec in sorted(signatures.items())
+            for name, spec in sorted(seen.signatures.items())
         )
         parts.append(f"<table><tr><th>name</th><th>inputs</th><th>outputs</th></tr>{rows}</table>")
     else:
-        parts.append(f"<p>Not available: {html.escape(error or 'the module did not load')}</p>")
+        parts.append(f"<p>Not available: {html.escape(seen.error or 'the module did not load')}</p>")
+    parts.append(_audit_section(seen.audit))
     parts.append(
         "<h2>Download</h2><table>"
         f"<tr><td>archive</td><td><a href='?tf-hub-format=compressed'>{html.escape(module.path)}.tar.gz</a></td></tr>"
@@ -64,3 +76,27 @@ def module_page(
     )
     parts.append(f"<h2>Use</h2><pre>{html.escape(usage)}</pre>")
     return _doc(module.path, "".join(parts))
+
+
+def _audit_section(report: AuditReport | None) -> str:
+    if report is None:
+        return "<h2>Audit</h2><p>Not audited (see above).</p>"
+    scanned = f"{report.graphs} graphs, {report.functions} functions, {report.nodes} nodes scanned"
+    if report.clean:
+        return (
+            "<h2>Audit</h2><p id='audit'>Clean: no op reads or writes files, lists them, calls Python, "
+            f"reaches the network or is unknown to TensorFlow ({scanned}).</p>"
+        )
+    rows = "".join(
+        f"<tr><td>{html.escape(f.severity)}</td><td>{html.escape(f.kind)}</td><td><code>{html.escape(f.op)}</code>"
+        f"{' (' + html.escape(f.detail) + ')' if f.detail else ''}</td>"
+        f"<td>{html.escape(f.node)} in {html.escape(f.function or 'the top-level graph')}</td>"
+        f"<td>{'<br>'.join(html.escape(r) for r in f.reachable_from)}</td></tr>"
+        for f in report.findings
+    )
+    return (
+        f"<h2>Audit</h2><p id='audit'>{len(report.findings)} findings ({len(report.high)} high; {scanned}). "
+        "This module does more than compute: load it only if you trust what it does.</p>"
+        "<table><tr><th>severity</th><th>kind</th><th>op</th><th>where</th><th>reachable from</th></tr>"
+        f"{rows}</table>"
+    )

@@ -116,6 +116,27 @@ def test_an_op_this_tensorflow_does_not_know_names_its_package(modules_dir):
     assert all("probably from the package tensorflow-text" in f.detail for f in report.findings)
 
 
+RISKY = {
+    "writer": "WriteFile",
+    "deep_writer": "WriteFile",
+    "dataset_reader": "ReadFile",
+    "graph_in_a_dataset": "WriteFile",
+    "py_function": "EagerPyFunc",
+    "tf1_reader": "ReadFile",
+}
+
+
+@pytest.mark.parametrize("name", sorted(RISKY))
+def test_refuse_stops_each_crafted_module(crafted, name, monkeypatch):
+    loaded = []
+    monkeypatch.setattr("tensorflow.saved_model.load", lambda *a, **k: loaded.append(a))
+    with pytest.raises(UnsafeModuleError, match=f"(?s)Refusing to load .*{RISKY[name]}") as e:
+        beam_hub.load(crafted[name], audit="refuse")
+    assert loaded == []  # TensorFlow never saw the module
+    assert {f.op for f in e.value.report.findings} == {RISKY[name]}
+    assert not os.path.exists(os.path.join(os.path.dirname(crafted[name]), "written-by-module"))
+
+
 def test_refuse_stops_the_load_before_any_op_runs(tmp_path):
     """The module writes a file when it loads (a resource initializer): refused, nothing written."""
     loads = tmp_path / "loads"
@@ -219,7 +240,7 @@ def test_the_cli_prints_findings_a_user_understands(crafted):
     out = run_cli("inspect", "--audit", crafted["deep_writer"], check=False)
     assert out.returncode == 1, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[2].startswith("audit: 1 findings (1 high)") and lines[2].endswith(": WriteFile")
+    assert lines[2].startswith("audit: 1 finding (1 high)") and lines[2].endswith(": WriteFile")
     assert lines[3].startswith("  high: file write: WriteFile, node 'WriteFile' in ")
     assert "reachable from signature 'serving_default' -> " in lines[3]
     clean = run_cli("inspect", "--audit", crafted["vocab"])
@@ -267,7 +288,7 @@ def test_serve_shows_the_audit_and_never_loads_a_risky_module(modules_dir, tmp_p
     try:
         status, _, page = get(served.url + "/acme/counter/1")
         text = page.decode()
-        assert status == 200 and "<h2>Audit</h2>" in text and "1 findings (1 high" in text
+        assert status == 200 and "<h2>Audit</h2>" in text and "1 finding(s) (1 high" in text
         assert "<code>WriteFile</code>" in text and "counter._initialize" in text
         assert "not loaded by this server" in text
         status, _, body = get(served.url + "/api/modules/acme/counter/1")
@@ -300,7 +321,7 @@ def test_publish_refuses_high_findings_unless_allowed(crafted, tmp_path):
     assert not os.path.exists(dest) or versions(dest) == []
     out = run_cli("publish", crafted["writer"], dest, check=False)
     assert out.returncode == 2 and out.stdout == ""
-    assert "audit: 1 findings (1 high)" in out.stderr and "beam-hub: error: Not publishing" in out.stderr
+    assert "audit: 1 finding (1 high)" in out.stderr and "beam-hub: error: Not publishing" in out.stderr
     out = run_cli("publish", crafted["writer"], dest, "--allow-risky")
     assert out.stdout.strip() == f"{dest}/1.tar.gz" and "high: file write: WriteFile" in out.stderr
     # medium findings (a file read) are printed, not refused

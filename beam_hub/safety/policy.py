@@ -79,7 +79,7 @@ def enforce(
     if mode == "refuse":
         lines = "\n  ".join(f.describe() for f in report.findings)
         raise UnsafeModuleError(
-            f"Refusing to load {handle!r}: the audit found {len(report.findings)} ops that act outside "
+            f"Refusing to load {handle!r}: the audit found {len(report.findings)} op(s) that act outside "
             f"the module's tensors:\n  {lines}\nIf you trust this module, accept these ops with "
             f"allow_ops={sorted({f.op for f in report.findings})!r} or load it with audit='warn'.",
             report,

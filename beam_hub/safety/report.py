@@ -61,14 +61,21 @@ class AuditReport:
         allowed = tuple(sorted({f.op for f in self.findings if f.op in ops}))
         return replace(self, findings=kept, allowed=allowed)
 
+    @property
+    def scanned(self) -> str:
+        """What was read, e.g. "1 graph, 73 functions, 6242 nodes"."""
+        return ", ".join(
+            [_count(self.graphs, "graph"), _count(self.functions, "function"), _count(self.nodes, "node")]
+        )
+
     def summary(self) -> str:
-        scanned = f"{self.graphs} graphs, {self.functions} functions, {self.nodes} nodes"
+        scanned = self.scanned
         allowed = f"; allowed: {', '.join(self.allowed)}" if self.allowed else ""
         if self.clean:
             return f"audit: clean ({scanned}{allowed})"
         ops = sorted({f.op for f in self.findings})
         return (
-            f"audit: {len(self.findings)} findings ({len(self.high)} high) in {scanned}: "
+            f"audit: {_count(len(self.findings), 'finding')} ({len(self.high)} high) in {scanned}: "
             f"{', '.join(ops)}{allowed}"
         )
 
@@ -89,3 +96,7 @@ class AuditReport:
             nodes=data["nodes"],
             allowed=tuple(data.get("allowed", ())),
         )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

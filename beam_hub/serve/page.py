@@ -81,7 +81,7 @@ def module_page(
 def _audit_section(report: AuditReport | None) -> str:
     if report is None:
         return "<h2>Audit</h2><p>Not audited (see above).</p>"
-    scanned = f"{report.graphs} graphs, {report.functions} functions, {report.nodes} nodes scanned"
+    scanned = f"{report.scanned} scanned"
     if report.clean:
         return (
             "<h2>Audit</h2><p id='audit'>Clean: no op reads or writes files, lists them, calls Python, "
@@ -95,7 +95,7 @@ def _audit_section(report: AuditReport | None) -> str:
         for f in report.findings
     )
     return (
-        f"<h2>Audit</h2><p id='audit'>{len(report.findings)} findings ({len(report.high)} high; {scanned}). "
+        f"<h2>Audit</h2><p id='audit'>{len(report.findings)} finding(s) ({len(report.high)} high; {scanned}). "
         "This module does more than compute: load it only if you trust what it does.</p>"
         "<table><tr><th>severity</th><th>kind</th><th>op</th><th>where</th><th>reachable from</th></tr>"
         f"{rows}</table>"

@@ -359,3 +359,24 @@ def test_keras_layer_takes_the_policy(tmp_path):
         beam_hub.KerasLayer(path, audit="refuse")
     layer = beam_hub.KerasLayer(path, audit="refuse", allow_ops=["WriteFile"])
     assert layer.get_config()["allow_ops"] == ["WriteFile"] and len(os.listdir(loads)) == 1
+
+
+def test_calls_nested_past_the_limit_are_reported_not_followed(crafted, tmp_path):
+    """A hostile function library: 1,500 functions each calling the next (Python's recursion limit
+    would end a naive walk), the last one writing a file."""
+    import shutil
+
+    from beam_hub.safety.scan import MAX_CALL_DEPTH, read_saved_model
+
+    path = shutil.copytree(crafted["writer"], tmp_path / "chain")
+    saved = read_saved_model(str(path))
+    library = saved.meta_graphs[0].graph_def.library
+    for i in range(1500):
+        f = library.function.add()
+        f.signature.name = f"chain_{i}"
+        f.node_def.add(name="next", op=f"chain_{i + 1}" if i < 1499 else "WriteFile")
+    (path / "saved_model.pb").write_bytes(saved.SerializeToString())
+    report = beam_hub.audit(str(path))
+    deep = [f for f in report.findings if f.kind == "unscannable graph"]
+    assert deep and all(f"nested more than {MAX_CALL_DEPTH} deep" in f.detail for f in deep)
+    assert {f.op for f in report.findings} >= {"WriteFile"}  # the signature's own write is still found

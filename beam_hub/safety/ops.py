@@ -14,7 +14,9 @@ HIGH, MEDIUM = "high", "medium"
 
 FILE_READ, FILE_WRITE, FILE_LISTING = "file read", "file write", "file listing"
 PYTHON_CALL, NETWORK, CUSTOM_OP = "python call", "network", "custom op"
-UNSCANNABLE = "unscannable graph"  # a serialized graph that does not parse or nests too deep
+UNSCANNABLE = (
+    "unscannable graph"  # a serialized graph that does not parse, or graphs or calls nested too deep
+)
 
 SEVERITY = {
     FILE_WRITE: HIGH,

@@ -43,6 +43,7 @@ from beam_hub.safety.ops import (
 from beam_hub.safety.report import AuditReport, Finding
 
 MAX_GRAPH_DEPTH = 8  # graphs serialized inside graphs, nested deeper than this, are not read
+MAX_CALL_DEPTH = 64  # function calls nested deeper than this are not followed (TF's own nest a few)
 _PASS_THROUGH = frozenset({"Identity", "StopGradient", "Snapshot", "PreventGradient"})
 _INIT_COLLECTIONS = ("saved_model_main_op", "legacy_init_op", "table_initializer", "init_op", "local_init_op")
 _INIT_SIGNATURE = "__saved_model_init_op"
@@ -306,6 +307,16 @@ class _Scanner:
                 callees.append(attr.func.name)
             elif kind == "list":
                 callees.extend(f.name for f in attr.list.func)
+        if callees and len(visit.chain) >= MAX_CALL_DEPTH:
+            self._add(
+                graph,
+                node,
+                fname,
+                visit,
+                UNSCANNABLE,
+                f"function calls nested more than {MAX_CALL_DEPTH} deep",
+            )
+            callees = []
         for callee in callees:
             args = frozenset()
             if op in CALL_OPS or op == callee:  # inputs map one to one onto the callee's arguments

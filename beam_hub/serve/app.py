@@ -1,4 +1,5 @@
-"""The `beam-hub serve` web app (aiohttp): the TF Hub protocol, Range requests, doc pages."""
+"""The `beam-hub serve` web app (aiohttp): the TF Hub protocol, Range requests; the pages and the
+JSON API are in views.py."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ import re
 from aiohttp import web
 
 from beam_hub import settings
-from beam_hub.serve.page import Inspection, index_page, module_page
-from beam_hub.serve.store import Archive, Module, ModuleStore
+from beam_hub.serve import views
+from beam_hub.serve.catalog import Catalog
+from beam_hub.serve.page import CSP
+from beam_hub.serve.store import Archive, ModuleStore
 
 log = logging.getLogger("beam_hub.serve")
 CHUNK = 1 << 20
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _MAX_RANGE_DIGITS = 20  # more than any file size; Python refuses int() of 4,300+ digits
-STORE = web.AppKey("store", ModuleStore)
+STORE = views.STORE
 UNCOMPRESSED_BASE = web.AppKey("uncompressed_base", str)
-SPECS = web.AppKey("specs", dict)
 
 
 def create_app(
@@ -31,24 +33,27 @@ def create_app(
         raise NotADirectoryError(
             f"{root} is not a directory; `beam-hub serve` takes the folder holding the modules"
         )
-    app = web.Application()
+    app = web.Application(middlewares=[_security_headers])
     app[STORE] = ModuleStore(root, pack_dir or settings.serve_pack_dir())
+    app[views.CATALOG] = Catalog(app[STORE])
+    app[views.INSPECTIONS] = {}
     app[UNCOMPRESSED_BASE] = (uncompressed_base or "").rstrip("/")
-    app[SPECS] = {}
-    app.router.add_get("/", _index)
-    app.router.add_get("/api/modules/{path:.+}", _api_module)
+    app.router.add_get("/", views.index)
+    app.router.add_get("/api/modules", views.api_search)
+    app.router.add_get("/api/modules/{path:.+}", views.api_module)
     app.router.add_get("/{path:.+}", _module)
     return app
 
 
-def _base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
-
-
-async def _index(request: web.Request) -> web.Response:
-    store = request.app[STORE]
-    modules = await asyncio.get_running_loop().run_in_executor(None, store.modules)
-    return web.Response(text=index_page(modules, _base_url(request)), content_type="text/html")
+@web.middleware
+async def _security_headers(request: web.Request, handler) -> web.StreamResponse:
+    """Pages run no script and load nothing from elsewhere, whatever a README holds."""
+    response = await handler(request)
+    if response.content_type == "text/html":
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 async def _module(request: web.Request) -> web.StreamResponse:
@@ -61,13 +66,17 @@ async def _module(request: web.Request) -> web.StreamResponse:
         if newest is not None:  # any format: the client asks the version's URL the same way
             query = f"?{request.query_string}" if request.query_string else ""
             raise web.HTTPFound(f"/{newest.path}{query}")
+    formats = [f.strip() for f in request.query.get("tf-hub-format", "").split(",") if f.strip()]
+    if module is None and not formats:
+        page = await views.model_page(request, path)
+        if page is not None:
+            return page
     if module is None:
         return web.Response(
             status=404, text=f"No module at /{path.strip('/')}. The list of modules is at /.\n"
         )
-    formats = [f.strip() for f in request.query.get("tf-hub-format", "").split(",") if f.strip()]
     if not formats:
-        return await _page(request, module)
+        return await views.module_page(request, module)
     if "compressed" in formats:
         archive = await asyncio.get_running_loop().run_in_executor(None, store.archive, module)
         return await _send_archive(request, archive)
@@ -135,76 +144,6 @@ async def _send_archive(request: web.Request, archive: Archive) -> web.StreamRes
             left -= len(block)
     await response.write_eof()
     return response
-
-
-async def _page(request: web.Request, module: Module) -> web.Response:
-    store = request.app[STORE]
-    loop = asyncio.get_running_loop()
-    archive = await loop.run_in_executor(None, store.archive, module)
-    readme = None
-    if module.directory and os.path.isfile(os.path.join(module.directory, "README.md")):
-        with open(os.path.join(module.directory, "README.md"), encoding="utf-8", errors="replace") as f:
-            readme = f.read()
-    seen = await loop.run_in_executor(None, _inspect, request.app, module, archive)
-    url = f"{_base_url(request)}/{module.path}"
-    return web.Response(text=module_page(module, url, archive, readme, seen), content_type="text/html")
-
-
-async def _api_module(request: web.Request) -> web.Response:
-    """One module version as JSON: download URL, size, sha256, signatures and the audit."""
-    store = request.app[STORE]
-    module = store.find(request.match_info["path"])
-    if module is None:
-        return web.json_response({"error": f"no module at /{request.match_info['path']}"}, status=404)
-    loop = asyncio.get_running_loop()
-    archive = await loop.run_in_executor(None, store.archive, module)
-    seen = await loop.run_in_executor(None, _inspect, request.app, module, archive)
-    url = f"{_base_url(request)}/{module.path}"
-    return web.json_response(
-        {
-            "path": module.path,
-            "handle": url,
-            "download": f"{url}?tf-hub-format=compressed",
-            "size": archive.size,
-            "sha256": archive.sha256,
-            "signatures": None
-            if seen.signatures is None
-            else {name: spec.to_json() for name, spec in sorted(seen.signatures.items())},
-            "signatures_error": seen.error,
-            "audit": None if seen.audit is None else seen.audit.to_json(),
-        }
-    )
-
-
-def _inspect(app: web.Application, module: Module, archive: Archive) -> Inspection:
-    """The module's audit, and its signatures when the audit is clean: once per archive digest.
-
-    A module with findings is never loaded into the server's own process."""
-    cache = app[SPECS]
-    if archive.sha256 not in cache:
-        cache[archive.sha256] = _inspect_now(module, archive)
-    return cache[archive.sha256]
-
-
-def _inspect_now(module: Module, archive: Archive) -> Inspection:
-    from beam_hub.resolvers import resolve
-    from beam_hub.safety import audit_path
-
-    try:
-        path = module.directory or resolve(archive.file)
-        report = audit_path(path)
-    except Exception as e:  # noqa: BLE001 - shown on the page
-        return Inspection(None, f"{type(e).__name__}: {e}", None)
-    if not report.clean:
-        return Inspection(
-            None, "not loaded by this server: the audit found ops that act outside its tensors", report
-        )
-    try:
-        from beam_hub.module import load
-
-        return Inspection(load(path, audit="off").signatures, None, report)
-    except Exception as e:  # noqa: BLE001 - shown on the page
-        return Inspection(None, f"{type(e).__name__}: {e}", report)
 
 
 def serve(

@@ -87,20 +87,25 @@ class ModuleStore:
         return None
 
     def modules(self) -> list[Module]:
-        out = []
+        out: dict[str, Module | None] = {}
         for dirpath, dirs, files in os.walk(self.root):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             if rel != "." and "saved_model.pb" in files:
-                out.append(self.find(rel))
+                out[rel] = self.find(rel)
                 dirs[:] = []  # a module's own subdirectories are not modules
                 continue
             for name in sorted(files):
                 if name.endswith(SUFFIX) and not name.startswith("."):
                     path = name[: -len(SUFFIX)] if rel == "." else f"{rel}/{name[: -len(SUFFIX)]}"
-                    if not any(m and m.path == path for m in out):
-                        out.append(self.find(path))
-        return sorted((m for m in out if m), key=lambda m: m.path)
+                    if path in out:
+                        continue
+                    full = os.path.join(dirpath, name)
+                    if os.path.islink(full) or os.path.isdir(full[: -len(SUFFIX)]):
+                        out[path] = self.find(path)  # the careful way: links, or a directory beside it
+                    else:  # os.walk does not follow links: a plain file here is inside root
+                        out[path] = Module(path, None, full)
+        return sorted((m for m in out.values() if m), key=lambda m: m.path)
 
     def archive(self, module: Module) -> Archive:
         """The module's tar.gz (pre-packed, or packed once now) with its size and sha256.

@@ -169,3 +169,25 @@ def test_screenshots(hub, browser, tmp_path):
     for f in files:
         with open(f, "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(f) > 5000
+
+
+def test_a_new_user_finds_a_model_by_tag_and_loads_its_handle(hub, browser):
+    """The whole walk: index -> tag -> model -> latest version -> handle -> beam_hub and tensorflow_hub."""
+    import numpy as np
+    import tensorflow_hub
+
+    import beam_hub
+
+    browser.get(hub.url + "/")
+    browser.find_element(By.CSS_SELECTOR, "ul.models a.tag[href='/?tag=pets']").click()
+    browser.find_element(By.LINK_TEXT, "acme/fruit").click()
+    assert browser.current_url == hub.url + "/acme/fruit"
+    browser.find_element(By.CSS_SELECTOR, "#versions tr:nth-child(2) a").click()  # the newest, marked latest
+    handle = browser.find_element(By.ID, "handle").text
+    assert handle == hub.url + "/acme/fruit/3"
+    assert f"beam_hub.load('{handle}')" in browser.find_element(By.TAG_NAME, "body").text
+    x = np.array([[1, 2, 3]], np.float32)
+    ours = beam_hub.load(handle)(dict(apples=x, oranges=x), signature="fruit_to_pet", as_dict=True)
+    theirs = tensorflow_hub.load(handle).signatures["fruit_to_pet"](apples=x, oranges=x)
+    np.testing.assert_allclose(ours["cats"], theirs["cats"].numpy())
+    np.testing.assert_allclose(ours["cats"], x @ np.eye(3, 2))

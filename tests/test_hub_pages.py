@@ -130,3 +130,27 @@ def test_unknown_paths_are_404_on_pages_and_api(hub):
     assert get(hub.url + "/acme/nothing")[0] == 404
     assert get(hub.url + "/api/modules/acme/nothing")[0] == 404
     assert get(hub.url + "/api/modules/acme/fruit/9")[0] == 404
+
+
+def test_a_card_is_read_from_an_archive_only_where_a_readme_belongs(tmp_path):
+    """Only README.md at the archive's root counts, and an archive is not read to its end for it."""
+    import io
+    import tarfile
+
+    from beam_hub.serve.card import MAX_MEMBERS_SCANNED, readme_of
+
+    def archive(names: list[str]) -> str:
+        path = tmp_path / f"a{len(names)}.tar.gz"
+        with tarfile.open(path, "w:gz") as tar:
+            for name in names:
+                data = f"# {name}\n".encode()
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return str(path)
+
+    assert readme_of(None, archive(["README.md", "saved_model.pb"])) == "# README.md\n"
+    assert readme_of(None, archive(["./README.md"])) == "# ./README.md\n"
+    assert readme_of(None, archive(["../README.md", "docs/README.md", ".README.md"])) is None
+    late = [f"variables/f{i}" for i in range(MAX_MEMBERS_SCANNED)] + ["README.md"]
+    assert readme_of(None, archive(late)) is None

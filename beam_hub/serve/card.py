@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_README_BYTES = 1 << 20
+MAX_MEMBERS_SCANNED = 10_000  # an archive without a README is not read to its end beyond this
 MAX_FIELD_CHARS = 200
 MAX_LIST_ITEMS = 50
 #: front matter fields shown and searched, in the order the metadata table shows them
@@ -138,8 +139,10 @@ def readme_of(directory: str | None, archive: str | None) -> str | None:
     if archive:
         try:
             with tarfile.open(archive, "r:*") as tar:
-                for member in tar:
-                    if member.name.lstrip("./") == "README.md":
+                for count, member in enumerate(tar):
+                    if count >= MAX_MEMBERS_SCANNED:
+                        return None
+                    if member.name in ("README.md", "./README.md"):
                         if not member.isfile():
                             return None
                         f = tar.extractfile(member)

@@ -380,3 +380,34 @@ def test_calls_nested_past_the_limit_are_reported_not_followed(crafted, tmp_path
     deep = [f for f in report.findings if f.kind == "unscannable graph"]
     assert deep and all(f"nested more than {MAX_CALL_DEPTH} deep" in f.detail for f in deep)
     assert {f.op for f in report.findings} >= {"WriteFile"}  # the signature's own write is still found
+
+
+@pytest.mark.parametrize("prefix", ["constant", "constant first"])
+def test_a_saver_that_writes_elsewhere_is_not_the_checkpoint(modules_dir, tmp_path, prefix):
+    """A TF1 module's restore op runs when it loads: a SaveV2 hung on it, writing a path of the
+    module's choosing (alone, or with the real file name after it), is a file write, not the saver."""
+    import shutil
+
+    from beam_hub.safety.scan import read_saved_model
+
+    path = shutil.copytree(modules_dir["tf1"], tmp_path / "tf1")
+    saved = read_saved_model(str(path))
+    graph = saved.meta_graphs[0].graph_def
+    const = graph.node.add(name="evil/path", op="Const")
+    const.attr["value"].tensor.dtype = 7  # DT_STRING
+    const.attr["value"].tensor.string_val.append(b"/tmp/evil/")
+    target = "evil/path"
+    if prefix == "constant first":
+        join = graph.node.add(name="evil/join", op="StringJoin")
+        join.input.extend(["evil/path", "save/Const"])
+        target = "evil/join"
+    save = graph.node.add(name="evil/SaveV2", op="SaveV2")
+    save.input.extend(
+        [target, "save/SaveV2/tensor_names", "save/SaveV2/shape_and_slices", "w/Read/ReadVariableOp"]
+    )
+    next(n for n in graph.node if n.name == "save/restore_all").input.append("^evil/SaveV2")
+    (path / "saved_model.pb").write_bytes(saved.SerializeToString())
+    report = beam_hub.audit(str(path))
+    assert [(f.op, f.node, f.reachable_from) for f in report.findings] == [
+        ("SaveV2", "evil/SaveV2", ("checkpoint saver",))
+    ]

@@ -118,19 +118,21 @@ _KINDS = {
 }
 OP_KIND = {op: kind for kind, ops in _KINDS.items() for op in ops}
 
-#: what the checkpoint saver of every SavedModel runs (its save and restore functions)
-SAVER_OPS = frozenset(
-    {
-        "SaveV2",
-        "RestoreV2",
-        "Save",
-        "Restore",
-        "SaveSlices",
-        "RestoreSlice",
-        "MergeV2Checkpoints",
-        "ShardedFilename",
-        "ShardedFilespec",
-    }
+#: what the checkpoint saver of every SavedModel runs (its save and restore functions), with the
+#: inputs that name files: those must come from the saver's own file name for the op to be expected
+SAVER_OPS = {
+    "SaveV2": (0,),
+    "RestoreV2": (0,),
+    "Save": (0,),
+    "Restore": (0,),
+    "SaveSlices": (0,),
+    "RestoreSlice": (0,),
+    "MergeV2Checkpoints": (0, 1),
+}
+#: ops through which a checkpoint path is built from the saver's file name (their input 0, or
+#: every input for Pack)
+SAVER_PATH_OPS = frozenset(
+    {"Identity", "PlaceholderWithDefault", "StringJoin", "ShardedFilename", "ShardedFilespec", "Pack"}
 )
 
 #: ops that read a file named by one of their inputs (op -> that input's position): reading one of

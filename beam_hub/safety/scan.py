@@ -36,6 +36,7 @@ from beam_hub.safety.ops import (
     FILE_WRITE,
     OP_KIND,
     SAVER_OPS,
+    SAVER_PATH_OPS,
     SEVERITY,
     UNSCANNABLE,
     custom_op_package,
@@ -97,6 +98,7 @@ class _Graph:
     nodes: dict[str, Any]
     functions: dict[str, Any]
     asset_tensors: frozenset[str] = frozenset()
+    saver_filename: str = ""  # the node the checkpoint saver's file name is fed to
 
     @classmethod
     def of(cls, graph_def: Any, label: str, depth: int, assets: Iterable[str] = ()) -> _Graph:
@@ -121,6 +123,7 @@ class _Visit:
     chain: tuple[str, ...] = ()
     saver: bool = False
     asset_args: frozenset[int] = frozenset()
+    filename_args: frozenset[int] = frozenset()  # in the saver: arguments that carry its file name
 
     def reach(self) -> str:
         return " -> ".join((self.root, *self.chain))
@@ -182,6 +185,7 @@ class _Scanner:
                     graph, list(meta_graph.collection_def[key].node_list.value), _Visit("init op")
                 )
         saver = meta_graph.saver_def
+        graph.saver_filename = _node_name(saver.filename_tensor_name)
         saver_roots = [name for name in (saver.save_tensor_name, saver.restore_op_name) if name]
         self._walk_back(graph, saver_roots, _Visit("checkpoint saver", saver=True))
         if meta_graph.HasField("object_graph_def"):
@@ -284,7 +288,7 @@ class _Scanner:
         function = graph.functions.get(name)
         if function is None:
             return
-        key = (graph.label, name, visit.root, visit.saver, visit.asset_args)
+        key = (graph.label, name, visit.root, visit.saver, visit.asset_args, visit.filename_args)
         if key in self.visits:
             return
         self.visits.add(key)
@@ -318,12 +322,16 @@ class _Scanner:
             )
             callees = []
         for callee in callees:
-            args = frozenset()
+            args, files = frozenset(), frozenset()
             if op in CALL_OPS or op == callee:  # inputs map one to one onto the callee's arguments
                 inputs = [i for i in node.input if not i.startswith("^")]
                 args = frozenset(j for j, i in enumerate(inputs) if self._is_asset(graph, function, i, visit))
+                if visit.saver:
+                    files = frozenset(
+                        j for j, i in enumerate(inputs) if self._is_saver_path(graph, function, i, visit)
+                    )
             self._enter_function(
-                graph, callee, _Visit(visit.root, visit.chain + (callee,), visit.saver, args)
+                graph, callee, _Visit(visit.root, visit.chain + (callee,), visit.saver, args, files)
             )
         for attr_name, attr in node.attr.items():
             if attr.WhichOneof("value") == "s" and attr_name == "graph_def":
@@ -387,7 +395,9 @@ class _Scanner:
         if kind is None:
             return
         if visit.saver and op in SAVER_OPS:
-            return  # the checkpoint's own save and restore
+            paths = [node.input[k] for k in SAVER_OPS[op] if k < len(node.input)]
+            if paths and all(self._is_saver_path(graph, function, p, visit) for p in paths):
+                return  # the checkpoint's own save and restore, at the path the loader gives it
         filename = ASSET_READERS.get(op)
         if filename is not None and len(node.input) > filename:
             if self._is_asset(graph, function, node.input[filename], visit):
@@ -413,6 +423,32 @@ class _Scanner:
                 old.reachable_from + (reach,),
                 old.detail,
             )
+
+    def _is_saver_path(
+        self, graph: _Graph, function: Any, tensor: str, visit: _Visit, depth: int = 0
+    ) -> bool:
+        """Whether ``tensor`` is the saver's file name, or a path built from it (the name first)."""
+        if depth > 32 or tensor.startswith("^"):
+            return False
+        name = tensor.split(":", 1)[0]
+        if function is not None:
+            args = [a.name for a in function.signature.input_arg]
+            if name in args and ":" not in tensor:
+                return args.index(name) in visit.filename_args
+            nodes = _node_map(function)
+        else:
+            if name == graph.saver_filename:
+                return True
+            nodes = graph.nodes
+        node = nodes.get(name)
+        if node is None or node.op not in SAVER_PATH_OPS:
+            return False
+        inputs = [i for i in node.input if not i.startswith("^")]
+        if node.op == "Pack":
+            return bool(inputs) and all(
+                self._is_saver_path(graph, function, i, visit, depth + 1) for i in inputs
+            )
+        return bool(inputs) and self._is_saver_path(graph, function, inputs[0], visit, depth + 1)
 
     @staticmethod
     def _constant_string(graph: _Graph, function: Any, tensor: str) -> bytes | None:

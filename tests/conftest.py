@@ -156,3 +156,15 @@ def server():
     s = HubServer()
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory, modules_dir):
+    """`beam-hub serve` over a published hub (tests/hub_cards.py), for the page, API and browser tests."""
+    from helpers import Served
+    from hub_cards import make_hub_root
+
+    work = tmp_path_factory.mktemp("hub")
+    served = Served(make_hub_root(work, modules_dir), pack_dir=str(work / "packs"))
+    yield served
+    served.stop()

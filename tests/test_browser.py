@@ -11,8 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from helpers import Served, get
-from hub_cards import make_hub_root
+from helpers import get
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -45,14 +44,6 @@ def make_driver(width: int = 1200, height: int = 900, javascript: bool = True):
         options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory, modules_dir):
-    work = tmp_path_factory.mktemp("browser-hub")
-    served = Served(make_hub_root(work, modules_dir), pack_dir=str(work / "packs"))
-    yield served
-    served.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,6 @@ import re
 import pytest
 
 from helpers import Served, get
-from hub_cards import make_hub_root
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory, modules_dir):
-    work = tmp_path_factory.mktemp("hub")
-    served = Served(make_hub_root(work, modules_dir), pack_dir=str(work / "packs"))
-    yield served
-    served.stop()
 
 
 def page(url: str) -> str:

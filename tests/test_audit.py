@@ -411,3 +411,19 @@ def test_a_saver_that_writes_elsewhere_is_not_the_checkpoint(modules_dir, tmp_pa
     assert [(f.op, f.node, f.reachable_from) for f in report.findings] == [
         ("SaveV2", "evil/SaveV2", ("checkpoint saver",))
     ]
+
+
+def test_an_audit_that_breaks_follows_the_policy(crafted, monkeypatch, caplog):
+    """A protobuf the scan did not expect: warn loads the module unaudited and says so; refuse refuses."""
+
+    def broken(path):
+        raise KeyError("an unexpected field")
+
+    monkeypatch.setattr("beam_hub.safety.scan.scan_saved_model", broken)
+    monkeypatch.setattr(policy, "_memo", {})  # earlier tests audited this module in this process
+    with pytest.raises(UnsafeModuleError, match="the audit could not read it"):
+        beam_hub.load(crafted["vocab"], audit="refuse")
+    with caplog.at_level(logging.WARNING, logger="beam_hub.audit"):
+        module = beam_hub.load(crafted["vocab"])
+    assert module(["cat"]).tolist() == [2]
+    assert any("loading it unaudited" in r.getMessage() for r in caplog.records)

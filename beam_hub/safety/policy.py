@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from beam_hub import settings
-from beam_hub.errors import UnsafeModuleError
+from beam_hub.errors import BeamHubError, UnsafeModuleError
 from beam_hub.safety.report import AuditReport
 
 log = logging.getLogger("beam_hub.audit")
@@ -73,7 +73,19 @@ def enforce(
     mode = settings.audit_mode(audit)
     if mode == "off":
         return None
-    report = audit_path(path).allowing(allow_ops)
+    try:
+        report = audit_path(path).allowing(allow_ops)
+    except BeamHubError:
+        raise  # a SavedModel that does not parse: TensorFlow could not load it either
+    except Exception as e:  # a protobuf the scan did not expect: say so, and follow the policy
+        problem = f"the audit could not read it ({type(e).__name__}: {e})"
+        if mode == "refuse":
+            raise UnsafeModuleError(
+                f"Refusing to load {handle!r}: {problem}. Load it with audit='warn' to load it unaudited.",
+                None,
+            ) from e
+        log.warning("module %s: %s; loading it unaudited", handle, problem)
+        return None
     if report.clean:
         return report
     if mode == "refuse":

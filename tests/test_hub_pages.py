@@ -145,3 +145,24 @@ def test_a_card_is_read_from_an_archive_only_where_a_readme_belongs(tmp_path):
     assert readme_of(None, archive(["../README.md", "docs/README.md", ".README.md"])) is None
     late = [f"variables/f{i}" for i in range(MAX_MEMBERS_SCANNED)] + ["README.md"]
     assert readme_of(None, archive(late)) is None
+
+
+def test_a_changed_card_is_read_again_and_replaces_the_old_one(tmp_path, one_input):
+    import os
+    import shutil
+
+    from beam_hub.serve.catalog import Catalog
+    from beam_hub.serve.store import ModuleStore
+
+    module_dir = tmp_path / "root" / "acme" / "m" / "1"
+    shutil.copytree(one_input, module_dir)
+    (module_dir / "README.md").write_text("# First\n", encoding="utf-8")
+    store = ModuleStore(str(tmp_path / "root"), str(tmp_path / "packs"))
+    catalog = Catalog(store)
+    (module,) = store.modules()
+    assert catalog.version(module).card.title == "First"
+    (module_dir / "README.md").write_text("# Second\n", encoding="utf-8")
+    later = os.stat(module_dir / "README.md").st_mtime + 10
+    os.utime(module_dir / "README.md", (later, later))
+    assert catalog.version(module).card.title == "Second"
+    assert len(catalog._versions) == 1  # one entry per module, not one per state it ever had

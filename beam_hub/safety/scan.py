@@ -140,6 +140,14 @@ class _Scanner:
     graphs: int = 0
     nodes: int = 0
     asset_files: list[bool] = field(default_factory=list)  # per asset_file_def: a name under assets/
+    node_maps: dict[int, dict[str, Any]] = field(default_factory=dict)  # id(function) -> its nodes by name
+
+    def _node_map(self, function: Any) -> dict[str, Any]:
+        """A function's nodes by name, built once per scan (the protos live as long as the scan)."""
+        found = self.node_maps.get(id(function))
+        if found is None:
+            found = self.node_maps[id(function)] = {n.name: n for n in function.node_def}
+        return found
 
     def report(self, path: str) -> AuditReport:
         order = {"high": 0, "medium": 1}
@@ -435,7 +443,7 @@ class _Scanner:
             args = [a.name for a in function.signature.input_arg]
             if name in args and ":" not in tensor:
                 return args.index(name) in visit.filename_args
-            nodes = _node_map(function)
+            nodes = self._node_map(function)
         else:
             if name == graph.saver_filename:
                 return True
@@ -450,10 +458,9 @@ class _Scanner:
             )
         return bool(inputs) and self._is_saver_path(graph, function, inputs[0], visit, depth + 1)
 
-    @staticmethod
-    def _constant_string(graph: _Graph, function: Any, tensor: str) -> bytes | None:
+    def _constant_string(self, graph: _Graph, function: Any, tensor: str) -> bytes | None:
         """The value of a scalar string constant ``tensor`` (through Identity ops), else None."""
-        nodes = _node_map(function) if function is not None else graph.nodes
+        nodes = self._node_map(function) if function is not None else graph.nodes
         for _ in range(32):
             node = nodes.get(tensor.lstrip("^").split(":", 1)[0])
             if node is None:
@@ -468,7 +475,7 @@ class _Scanner:
 
     def _is_asset(self, graph: _Graph, function: Any, tensor: str, visit: _Visit) -> bool:
         """Whether ``tensor`` (an input name) is one of the module's asset file names."""
-        nodes = _node_map(function) if function is not None else graph.nodes
+        nodes = self._node_map(function) if function is not None else graph.nodes
         args = [a.name for a in function.signature.input_arg] if function is not None else []
         for _ in range(32):  # through a chain of Identity ops, not around a cycle
             if tensor.startswith("^"):
@@ -495,19 +502,6 @@ class _Scanner:
             if n.op == "AssignVariableOp" and len(n.input) > 1 and _node_name(n.input[0]) == variable
         ]
         return bool(values) and all(not v.startswith("^") and graph.is_asset(v) for v in values)
-
-
-_node_maps: dict[int, tuple[Any, dict[str, Any]]] = {}
-
-
-def _node_map(function: Any) -> dict[str, Any]:
-    """A function's nodes by name (kept while the function object lives)."""
-    cached = _node_maps.get(id(function))
-    if cached is None or cached[0] is not function:
-        if len(_node_maps) > 4096:
-            _node_maps.clear()
-        cached = _node_maps[id(function)] = (function, {n.name: n for n in function.node_def})
-    return cached[1]
 
 
 def _node_name(tensor: str) -> str:

@@ -20,6 +20,7 @@ Front matter is read with ``yaml.safe_load``; only the fields below are kept, as
 
 from __future__ import annotations
 
+import os
 import tarfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,8 +129,6 @@ def _scalar(value: Any) -> str:
 
 def readme_of(directory: str | None, archive: str | None) -> str | None:
     """README.md of a module directory, else the one inside its archive (at most 1 MiB)."""
-    import os
-
     if directory:
         path = os.path.join(directory, "README.md")
         if os.path.isfile(path) and not os.path.islink(path):

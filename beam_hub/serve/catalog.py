@@ -70,13 +70,13 @@ class Catalog:
     def __init__(self, store: ModuleStore) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._versions: dict[tuple, Version] = {}
+        self._versions: dict[str, tuple[tuple, Version]] = {}  # path -> (stamp, version): one each
 
     def version(self, module: Module) -> Version:
         stamp = _stamp(module)
-        key = (module.path, stamp)
         with self._lock:
-            found = self._versions.get(key)
+            known = self._versions.get(module.path)
+        found = known[1] if known is not None and known[0] == stamp else None
         if found is None:
             model, name = split_version(module.path)
             readme = readme_of(module.directory, module.archive)
@@ -84,7 +84,7 @@ class Catalog:
             size = stamp[2] if stamp[2] >= 0 else _directory_size(stamp[0])
             found = Version(module, model, name, card, stamp[1], size)
             with self._lock:
-                self._versions[key] = found
+                self._versions[module.path] = (stamp, found)
         return found
 
     def models(self) -> list[Model]:

@@ -6,22 +6,25 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import stat
 import tarfile
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from beam_hub import settings
-from beam_hub.errors import IntegrityError, UnsafeArchiveError
+from beam_hub.errors import IntegrityError, NotASavedModelError, UnsafeArchiveError
 from beam_hub.files import PATH_MAX, PRIVATE_FILES, FileRecord, FileRecords, file_sha256, relative_name
 
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+#: Names of the archives a handle may point at: tar, optionally gzip-, bzip2- or xz-compressed.
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".tar")
 MAX_MEMBERS = 100_000  # SavedModels hold a handful of files; vocabularies and shards a few thousand
 DISK_BLOCK = 4096  # what a file costs on disk at the least
 MAX_TRAILING_BYTES = 1 << 20  # raw bytes after the tar's end (gzip tail, record padding) we read
+MAX_SPARSE_REGIONS = 1 << 16  # data regions of one sparse file (GNU tar -S writes one per run of data)
 _CHUNK = 1 << 20
 _HEADER_LIMITS = {  # extended header type -> largest size read
     tarfile.XHDTYPE: 64 << 10,
@@ -135,7 +138,8 @@ def _round_up(n: int, block: int) -> int:
 
 
 def _capped_tarinfo(budget: _Budget) -> type[tarfile.TarInfo]:
-    """A TarInfo class that refuses oversized extended headers before tarfile reads them into memory."""
+    """A TarInfo class that refuses oversized extended headers and sparse maps before tarfile
+    reads them into memory, and charges what they cost to ``budget``."""
 
     class CappedTarInfo(tarfile.TarInfo):
         def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
@@ -149,7 +153,73 @@ def _capped_tarinfo(budget: _Budget) -> type[tarfile.TarInfo]:
                 budget.charge(tarfile.BLOCKSIZE + _round_up(self.size, tarfile.BLOCKSIZE))
             return super()._proc_member(tarfile_)
 
+        # GNU tar -S writes sparse files in one of two ways that keep their map of data regions
+        # outside any header size: the old GNU format's extension blocks, and the PAX 1.0 format's
+        # map at the start of the data. tarfile reads either until it ends; these do the same, as
+        # CPython 3.10-3.13 do, but charge every block and stop at MAX_SPARSE_REGIONS regions.
+
+        def _proc_sparse(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+            structs, isextended, origsize = self._sparse_structs  # the 4 regions in the header itself
+            del self._sparse_structs
+            while isextended:
+                buf = _read_block(tarfile_, budget)
+                for pos in range(0, 21 * 24, 24):
+                    try:
+                        offset = tarfile.nti(buf[pos : pos + 12])
+                        numbytes = tarfile.nti(buf[pos + 12 : pos + 24])
+                    except ValueError:
+                        break
+                    if offset and numbytes:
+                        structs.append((offset, numbytes))
+                _check_regions(len(structs), budget.what)
+                isextended = bool(buf[504])
+            self.sparse = structs
+            self.offset_data = tarfile_.fileobj.tell()
+            tarfile_.offset = self.offset_data + self._block(self.size)
+            self.size = origsize
+            return self
+
+        def _proc_gnusparse_10(
+            self, next_: tarfile.TarInfo, pax_headers: dict, tarfile_: tarfile.TarFile
+        ) -> None:
+            buf = _read_block(tarfile_, budget)
+            count, _, buf = buf.partition(b"\n")
+            if not count.isdigit():
+                raise _malformed_map(budget.what)
+            _check_regions(int(count), budget.what)
+            numbers: list[int] = []
+            while len(numbers) < 2 * int(count):
+                if b"\n" not in buf:
+                    if len(buf) > 64:  # a decimal offset is at most 20 digits
+                        raise _malformed_map(budget.what)
+                    buf += _read_block(tarfile_, budget)
+                number, _, buf = buf.partition(b"\n")
+                if not number.isdigit():
+                    raise _malformed_map(budget.what)
+                numbers.append(int(number))
+            next_.offset_data = tarfile_.fileobj.tell()
+            next_.sparse = list(zip(numbers[::2], numbers[1::2]))
+
     return CappedTarInfo
+
+
+def _read_block(tarfile_: tarfile.TarFile, budget: _Budget) -> bytes:
+    budget.charge(tarfile.BLOCKSIZE)
+    buf = tarfile_.fileobj.read(tarfile.BLOCKSIZE)
+    if len(buf) != tarfile.BLOCKSIZE:
+        raise tarfile.ReadError("unexpected end of data in a sparse file's map")
+    return buf
+
+
+def _malformed_map(what: str) -> UnsafeArchiveError:
+    return UnsafeArchiveError(f"{what}: a sparse file's map is malformed; refusing the archive.")
+
+
+def _check_regions(count: int, what: str) -> None:
+    if count > MAX_SPARSE_REGIONS:
+        raise UnsafeArchiveError(
+            f"{what}: a sparse file with more than {MAX_SPARSE_REGIONS} data regions; refusing the archive."
+        )
 
 
 def safe_extract(
@@ -158,14 +228,22 @@ def safe_extract(
     """Extract an archive (a path, or a binary stream read once to its end) into ``dest`` in one
     streaming pass; return the archive's sha256 and the size and sha256 of every file written.
 
-    Every member name is checked (``files.relative_name``: relative, no ``..``, no NUL, within
-    the OS's length limits) and goes through tarfile's ``data`` filter; links, special files and
-    sparse files are refused, as is a name that is both a file and a directory. The budget
-    ``max_bytes`` (default BEAM_HUB_MAX_EXTRACT_BYTES) counts file contents rounded up to disk
-    blocks, one block per member and every header byte; extended headers are capped before they
-    are read, so memory stays bounded. beam-hub's private files (a shipped cache manifest) are
-    skipped. On error ``dest`` may hold a partial tree: callers extract into a staging directory
-    they delete on failure.
+    It reads what tar, bsdtar and Python's ``tarfile`` write (gnu, ustar, pax; gzip, bzip2, xz
+    or none) as tar extracts it: the root directory member (``.`` or ``./``, as ``tar -C DIR .``
+    writes it) is ``dest`` itself and ``./`` prefixes are dropped; a file may come before its
+    directory; sparse files (``tar -S``) are written out whole; a member named twice (an archive
+    appended to) is written again, so the last copy wins; a hard link to a file the archive
+    already wrote (how tar stores a file it meets twice: a directory listed again, two names for
+    one file) is extracted as a copy of it.
+
+    Every other name is checked (``files.relative_name``: relative, no ``..``, no NUL, within the
+    OS's length limits) and goes through tarfile's ``data`` filter; symbolic links, any other hard
+    link and special files are refused, as is a name that is both a file and a directory. The budget ``max_bytes`` (default
+    BEAM_HUB_MAX_EXTRACT_BYTES) counts file contents (a sparse file's whole size) rounded up to
+    disk blocks, one block per member and every header byte; extended headers and sparse maps
+    are capped before they are read, so memory stays bounded. beam-hub's private files (a
+    shipped cache manifest) are skipped. On error ``dest`` may hold a partial tree: callers
+    extract into a staging directory they delete on failure.
     """
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb", buffering=_CHUNK) as f:
@@ -180,16 +258,21 @@ def safe_extract(
         with tarfile.open(fileobj=stream, mode="r|*", tarinfo=_capped_tarinfo(budget)) as tar:
             for member in tar:
                 rel = _check_member(member, dest, what)
-                budget.member(member.size if member.isfile() else 0)
-                if rel in PRIVATE_FILES:
-                    continue  # e.g. `tar czf` of a cache entry: ours is written after extraction
+                linked = _linked_file(member, files, what) if member.islnk() else None
+                budget.member(files[linked].size if linked else member.size if member.isfile() else 0)
+                if rel == ROOT or rel in PRIVATE_FILES or rel == linked:
+                    continue  # a shipped cache manifest: ours is written after extraction
                 try:
                     target = os.path.join(dest, *rel.split("/"))
                     if member.isdir():
                         os.makedirs(target, exist_ok=True)
                         continue
                     os.makedirs(os.path.dirname(target), exist_ok=True)
-                    files[rel] = _write_member(tar.extractfile(member), target, member, what)
+                    if linked:
+                        shutil.copyfile(os.path.join(dest, *linked.split("/")), target)
+                        files[rel] = files[linked]
+                    else:
+                        files[rel] = _write_member(tar.extractfile(member), target, member, what)
                 except (FileExistsError, IsADirectoryError, NotADirectoryError) as e:
                     raise UnsafeArchiveError(
                         f"{what}: member {member.name!r} is both a file and a directory ({e.strerror}); "
@@ -214,28 +297,64 @@ class ExtractedFiles:
     files: FileRecords
 
 
+#: What :func:`_check_member` returns for the archive's root directory member (``.``, ``./``).
+ROOT = ""
+
+
+def _names_root(name: str) -> bool:
+    """True for the names an archive's root directory is given: ``.`` and ``./`` (``tar -C DIR .``),
+    and ``""`` (Python's ``tarfile`` with ``arcname=""`` writes ``/``, which it reads back empty)."""
+    return all(part in ("", ".") for part in name.split("/"))
+
+
 def _check_member(member: tarfile.TarInfo, dest: str, what: str) -> str:
-    """The member's checked relative name; UnsafeArchiveError naming it if it must not be extracted."""
+    """The member's checked relative name (ROOT for the root directory); UnsafeArchiveError naming
+    it if it must not be extracted."""
+    if _names_root(member.name):
+        if not member.isdir():
+            raise UnsafeArchiveError(
+                f"{what}: member {member.name!r} names the archive's root but is not a directory; "
+                "refusing the archive."
+            )
+        return ROOT
     try:
         rel = relative_name(member.name)
     except ValueError as e:
         raise UnsafeArchiveError(
             f"{what}: unsafe member {member.name[:300]!r}: {e}; refusing the archive."
         ) from None
-    if member.issym() or member.islnk():
+    if member.issym():
         raise UnsafeArchiveError(
             f"{what}: member {member.name!r} is a link (to {member.linkname!r}); module "
             "archives must hold plain files and directories only."
         )
-    if not (member.isfile() or member.isdir()) or member.type == tarfile.GNUTYPE_SPARSE or member.sparse:
+    if not (
+        member.isfile() or member.isdir() or member.islnk()
+    ):  # isfile() holds for sparse files, as tar reads them
         raise UnsafeArchiveError(
-            f"{what}: member {member.name!r} is a device, FIFO, sparse or other special file; refused."
+            f"{what}: member {member.name!r} is a device, FIFO or other special file; refused."
         )
     try:
         tarfile.data_filter(member, dest)
     except tarfile.FilterError as e:
         raise UnsafeArchiveError(f"{what}: unsafe member {member.name!r}: {e}") from None
     return rel
+
+
+def _linked_file(member: tarfile.TarInfo, files: FileRecords, what: str) -> str:
+    """The file a hard link member repeats: one this archive already wrote. tar stores a file it
+    meets again (a directory named twice, two names for one file) as a hard link to the first
+    copy; that is extracted as a copy. A hard link to anything else is refused."""
+    try:
+        linked = relative_name(member.linkname)
+    except ValueError:
+        linked = None
+    if linked is None or linked not in files:
+        raise UnsafeArchiveError(
+            f"{what}: member {member.name!r} is a link (to {member.linkname!r}), not to a file the "
+            "archive holds before it; module archives must hold plain files and directories only."
+        )
+    return linked
 
 
 def _write_member(src: BinaryIO | None, target: str, member: tarfile.TarInfo, what: str) -> FileRecord:
@@ -254,17 +373,51 @@ def _write_member(src: BinaryIO | None, target: str, member: tarfile.TarInfo, wh
     return FileRecord(written, digest.hexdigest())
 
 
-def hoist_single_root(dest: str, is_module: Callable[[str], bool]) -> str:
-    """Return the module root inside ``dest``: ``dest`` itself, or its only subdirectory when the
-    archive wrapped the module in one top-level folder."""
-    if is_module(dest):
-        return dest
-    entries = [e for e in os.listdir(dest) if not e.startswith(".")]
-    if len(entries) == 1 and os.path.isdir(os.path.join(dest, entries[0])):
-        inner = os.path.join(dest, entries[0])
-        if is_module(inner):
-            return inner
-    return dest
+_MAX_WRAPPERS = 8  # folders a module may sit in at an archive's top (`tar czf m.tgz /tmp/export/model`)
+
+
+def module_root(dest: str, is_module: Callable[[str], bool], what: str) -> str:
+    """The module root inside an extracted archive ``dest``: ``dest`` itself, or the folder that a
+    chain of single top-level folders leads to (``tar czf m.tar.gz my_model/``; ``tar czf m.tar.gz
+    /tmp/export`` stores ``tmp/export/...``). Dot files beside a folder (``.DS_Store``, macOS's
+    ``._name``) do not count. Anything else (two or more top-level folders, no SavedModel)
+    raises NotASavedModelError listing the top of the archive and how to pack it."""
+    root = dest
+    for _ in range(_MAX_WRAPPERS + 1):
+        if is_module(root):
+            return root
+        entries = [e for e in os.listdir(root) if not e.startswith(".")]
+        if len(entries) != 1 or not os.path.isdir(os.path.join(root, entries[0])):
+            break
+        root = os.path.join(root, entries[0])
+    found = sorted(
+        os.path.relpath(d, dest).replace(os.sep, "/") + "/"
+        for d, _dirs, _files in _walk(dest, depth=_MAX_WRAPPERS)
+        if d != dest and is_module(d)
+    )
+    where = f"; a SavedModel is in {', '.join(found[:5])}{' ...' if len(found) > 5 else ''}" if found else ""
+    raise NotASavedModelError(
+        f"{what} holds no SavedModel at its top (saved_model.pb at the root, or inside its one "
+        f"top-level folder): the top holds {_listing(dest)}{where}. Pack the directory that holds "
+        "saved_model.pb so that its files are at the archive's root: tar -czf m.tar.gz -C DIR ."
+    )
+
+
+def _listing(path: str, limit: int = 10) -> str:
+    names = sorted(e + "/" if os.path.isdir(os.path.join(path, e)) else e for e in os.listdir(path))
+    if not names:
+        return "nothing"
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _walk(top: str, depth: int) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk, at most ``depth`` levels below ``top``, directories in sorted order."""
+    base = top.rstrip(os.sep).count(os.sep)
+    for item in os.walk(top):
+        item[1].sort()
+        if item[0].count(os.sep) - base >= depth:
+            item[1].clear()
+        yield item
 
 
 def _members(src_dir: str) -> list[tuple[str, str]]:

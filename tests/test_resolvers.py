@@ -3,9 +3,11 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import tarfile
 
 import fsspec
+import numpy as np
 import pytest
 
 import beam_hub
@@ -67,10 +69,38 @@ def test_archive_wrapped_in_one_folder_is_hoisted(one_input, tmp_path, cache_dir
 def test_archive_without_a_saved_model_caches_nothing(tmp_path, cache_dir):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "readme.txt").write_text("no model")
-    beam_hub.pack(str(tmp_path / "src"), str(tmp_path / "x.tar.gz"))
-    with pytest.raises(NotASavedModelError):
+    subprocess.run(["tar", "-czf", str(tmp_path / "x.tar.gz"), "-C", str(tmp_path / "src"), "."], check=True)
+    with pytest.raises(NotASavedModelError, match=r"the top holds readme.txt\. Pack the directory") as e:
         beam_hub.resolve(str(tmp_path / "x.tar.gz"))
+    assert "tar -czf m.tar.gz -C DIR ." in str(e.value)
     assert os.listdir(cache_dir) == [n for n in os.listdir(cache_dir) if n.endswith(".lock")]
+
+
+def test_an_archive_with_two_top_level_folders_lists_its_top_and_where_the_models_are(
+    one_input, tmp_path, cache_dir
+):
+    """`tar czf m.tar.gz a b`: which of the two did the user mean? Neither is guessed."""
+    shutil.copytree(one_input, tmp_path / "src" / "a" / "1")
+    shutil.copytree(one_input, tmp_path / "src" / "b")
+    (tmp_path / "src" / "NOTES.md").write_text("two models")
+    archive = str(tmp_path / "two.tar.gz")
+    subprocess.run(["tar", "-czf", archive, "-C", str(tmp_path / "src"), "a", "b", "NOTES.md"], check=True)
+    with pytest.raises(NotASavedModelError) as e:
+        beam_hub.resolve(archive)
+    assert f"{archive} holds no SavedModel at its top" in str(e.value)
+    assert "the top holds NOTES.md, a/, b/; a SavedModel is in a/1/, b/" in str(e.value)
+    assert not [n for n in os.listdir(cache_dir) if not n.endswith(".lock")]
+
+
+def test_a_module_inside_a_chain_of_single_folders_is_found(one_input, tmp_path, cache_dir):
+    """`tar czf m.tar.gz /abs/path/model` keeps the whole path (GNU tar drops the leading /)."""
+    model = tmp_path / "exports" / "team" / "model"
+    shutil.copytree(one_input, model)
+    archive = str(tmp_path / "abs.tar.gz")
+    subprocess.run(["tar", "-czf", archive, str(model)], check=True, capture_output=True)
+    path = beam_hub.resolve(archive)
+    assert sorted(os.listdir(path)) == sorted(os.listdir(one_input) + [".beam_hub_manifest.json"])
+    assert beam_hub.load(path)(np.ones((1, 3), np.float32)).tolist() == [[6.0]]
 
 
 def test_memory_fs_directory_and_archive_are_copied_into_the_cache(one_input, archives, cache_dir):

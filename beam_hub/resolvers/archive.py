@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from beam_hub.archive import ExtractedFiles, hoist_single_root, safe_extract
+from beam_hub.archive import ExtractedFiles, module_root, safe_extract
 from beam_hub.cache.base import Accept, Filled, ModuleCache
 from beam_hub.download import stream
 from beam_hub.errors import IntegrityError, ModuleNotFoundAtHandleError
@@ -16,14 +16,14 @@ from beam_hub.sinks import ExtractingSink
 
 
 def _finish(extracted: ExtractedFiles, target: str, handle: Handle, source: str) -> Filled:
-    """Check the archive against the handle's pin; find the module root (hoisting one wrapper dir)."""
+    """Check the archive against the handle's pin; find the module root (see :func:`module_root`)."""
     if handle.sha256 and extracted.archive_sha256 != handle.sha256:
         raise IntegrityError(
             f"{source} has sha256 {extracted.archive_sha256}, but the handle pins {handle.sha256}. "
             "The module changed or the download is corrupt; nothing was cached. Fix the pin if "
             "the new content is expected."
         )
-    root = hoist_single_root(target, is_saved_model_dir)
+    root = module_root(target, is_saved_model_dir, source)
     prefix = "" if root == target else os.path.relpath(root, target).replace(os.sep, "/") + "/"
     files = {rel[len(prefix) :]: meta for rel, meta in extracted.files.items() if rel.startswith(prefix)}
     return Filled(root=root, source=source, archive_sha256=extracted.archive_sha256, files=files)

@@ -237,3 +237,52 @@ def test_inspect_shows_every_producers_signatures(produced):
                     name,
                     sig,
                 )
+
+
+@pytest.mark.parametrize("name", ["tf-keras-save", "saved-model-assets"])
+def test_a_kaggle_model_packed_with_the_guides_command(name, produced, tmp_path, monkeypatch):
+    """Kaggle's archives hold './' entries; tensorflow_hub reads them through the same stub."""
+    from kaggle_stub import KaggleStub, SignedStorage
+
+    module = produced[name]
+    archive = str(tmp_path / "model.tar.gz")
+    gnu("-z", *GUIDE)(module.path, archive)
+    assert _members(archive)[0].name == "."
+    storage = SignedStorage()
+    kaggle = KaggleStub(storage)
+    try:
+        with open(archive, "rb") as f:
+            path = kaggle.add("acme", "classifier", "tensorFlow2", "default", 2, f.read())
+        monkeypatch.setenv("BEAM_HUB_KAGGLE_URL", kaggle.url)
+        theirs = tfhub(kaggle.url + path, module, str(tmp_path / "tfhub"), monkeypatch)
+        assert not isinstance(theirs, Exception), theirs
+        for handle in ("kaggle://acme/classifier/tensorFlow2/default/2", kaggle.url + path):
+            assert_same(ours(handle, module, cache_dir=str(tmp_path / "ours")), theirs, handle)
+    finally:
+        kaggle.stop()
+        storage.stop()
+
+
+@pytest.mark.parametrize("name", ["keras3-export", "tf-keras-save"])
+def test_a_saved_model_in_a_subfolder_of_a_hugging_face_repo(name, produced, tmp_path, monkeypatch):
+    """A repo as Keras users push one: the SavedModel its producer wrote in a subfolder, beside a
+    README, a config and other weights; tensorflow_hub loads the same files from disk."""
+    from hf_stub import BlobStorage, HubStub, read_tree
+
+    module = produced[name]
+    storage = BlobStorage()
+    hub = HubStub(storage)
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        files = read_tree(module.path, "exports/saved_model/1/")
+        files.update(
+            {"README.md": b"# classifier\n", "config.json": b"{}", "model.weights.h5": os.urandom(2048)}
+        )
+        hub.add("acme/classifier").push(files)
+        theirs = tfhub(module.path, module, str(tmp_path / "tfhub"), monkeypatch)
+        assert not isinstance(theirs, Exception), theirs
+        got = ours("hf://acme/classifier/exports/saved_model/1", module, cache_dir=str(tmp_path / "ours"))
+        assert_same(got, theirs, f"hf:// {name}")
+    finally:
+        hub.stop()
+        storage.stop()

@@ -2,10 +2,12 @@
 
     gs://bucket/models/fruit@latest          -> gs://bucket/models/fruit/7.tar.gz
     /srv/hub/acme/fruit@latest               -> /srv/hub/acme/fruit/7.tar.gz
+    gs://bucket/serving/fruit@latest         -> gs://bucket/serving/fruit/1733300000  (TF Serving, TFX)
     http://hub.example.com/acme/fruit@latest -> http://hub.example.com/acme/fruit/7  (asked of `beam-hub serve`)
 
-DEST is a :func:`beam_hub.publish` destination on any fsspec URL (its integer versions are
-listed) or a `beam-hub serve` model URL (``GET DEST/latest`` answers 302 to the newest version).
+DEST is a :func:`beam_hub.publish` destination or a TF Serving base path on any fsspec URL (its
+whole integer versions are listed: see :mod:`beam_hub.layout`) or a `beam-hub serve` model URL
+(``GET DEST/latest`` answers 302 to the newest version).
 An alias is turned into a concrete handle before anything is cached: the cache never holds an
 entry under an alias, and a job resolves it once, on the launcher, so that every worker applies
 the same version.
@@ -17,6 +19,7 @@ import logging
 import os
 import urllib.parse
 
+from beam_hub import layout
 from beam_hub.errors import DownloadError, ModuleNotFoundAtHandleError
 from beam_hub.urls import protocol
 
@@ -45,7 +48,7 @@ def resolve_alias(handle: str | os.PathLike) -> str:
     if protocol(base) in ("http", "https"):
         concrete = _latest_served(base)
     else:
-        concrete = _latest_published(base)
+        concrete = layout.latest(base)
     concrete += hash_ + fragment
     log.info("%s is %s", raw, concrete)
     return concrete
@@ -62,18 +65,6 @@ def resolve_version(handle: str | os.PathLike) -> str:
 
         return pin(raw)
     return raw
-
-
-def _latest_published(dest: str) -> str:
-    from beam_hub.publish import SUFFIX, versions
-
-    found = versions(dest)
-    if not found:
-        raise ModuleNotFoundAtHandleError(
-            f"{dest}@latest: no version is published under {dest} (versions are <n>{SUFFIX}, "
-            "written by `beam-hub publish`)."
-        )
-    return f"{dest.rstrip('/')}/{max(found)}{SUFFIX}"
 
 
 def _latest_served(url: str) -> str:

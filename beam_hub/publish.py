@@ -25,10 +25,9 @@ from fsspec.implementations.local import LocalFileSystem
 from beam_hub.archive import pack
 from beam_hub.download import filesystem
 from beam_hub.errors import PublishError
+from beam_hub.layout import SUFFIX, entries, numbers, versions
 from beam_hub.savedmodel import require_saved_model_dir
 
-SUFFIX = ".tar.gz"
-_INTEGER_VERSION = re.compile(r"^(\d+)\.tar\.gz$")
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _FINGERPRINT = ".fingerprint"
 _MAX_FINGERPRINT_BYTES = 4096
@@ -36,24 +35,11 @@ _MAX_FINGERPRINT_BYTES = 4096
 __all__ = ["PublishError", "publish", "published_with", "versions"]
 
 
-def _names(dest: str) -> list[str]:
-    fs, root = filesystem(dest)
-    try:
-        return [os.path.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
-    except FileNotFoundError:
-        return []
-
-
-def versions(dest: str) -> list[int]:
-    """Integer versions already published under ``dest``."""
-    return sorted(int(m.group(1)) for m in map(_INTEGER_VERSION.match, _names(dest)) if m)
-
-
 def published_with(dest: str, fingerprint: str) -> str | None:
     """The handle of the version under ``dest`` published with ``fingerprint``, if there is one."""
     dest = dest.rstrip("/")
     fs, root = filesystem(dest)
-    names = set(_names(dest))
+    names = set(entries(dest))
     for name in sorted(names):
         archive = name[: -len(_FINGERPRINT)]
         if name.endswith(SUFFIX + _FINGERPRINT) and archive in names:
@@ -100,7 +86,8 @@ def publish(
     dest = dest.rstrip("/")
     fs, root = filesystem(dest)
     if version is None:
-        version = (max(versions(dest)) + 1) if versions(dest) else 1
+        taken = numbers(dest)  # TF Serving's <n>/ directories too: never a second module under one number
+        version = max(taken) + 1 if taken else 1
     version = str(version)
     if not _VERSION_NAME.fullmatch(version):
         raise PublishError(f"Version {version!r} must be letters, digits, '.', '_' or '-'.")
@@ -108,6 +95,11 @@ def publish(
     target = f"{root}/{name}"
     if fs.exists(target):
         raise PublishError(f"{dest}/{name} exists; published versions are immutable. Publish a new version.")
+    if not extracted and fs.isdir(f"{root}/{version}"):
+        raise PublishError(
+            f"{dest}/{version}/ exists (a version directory, as TF Serving keeps them); published versions "
+            "are immutable. Publish a new version."
+        )
     with tempfile.TemporaryDirectory(prefix="beam-hub-publish-") as tmp:
         archive = os.path.join(tmp, name)
         digest = pack(module_dir, archive)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 
 from beam_hub.errors import NotASavedModelError
 
@@ -29,24 +30,31 @@ def structural_problems(path: str) -> list[str]:
     """
     if not os.path.isdir(path):
         return [f"{path} is not a directory"]
-    problems = []
-    if not is_saved_model_dir(path):
-        problems.append("saved_model.pb is missing")
     var_dir = os.path.join(path, "variables")
-    if os.path.isdir(var_dir):
-        names = set(os.listdir(var_dir))
-        shards = [m for m in map(_SHARD.match, names) if m]
-        if not names:
+    return listing_problems(os.listdir(path), os.listdir(var_dir) if os.path.isdir(var_dir) else None)
+
+
+def listing_problems(names: Collection[str], variables: Collection[str] | None) -> list[str]:
+    """What a SavedModel directory lacks, from its listing: ``names`` in the directory itself,
+    ``variables`` in its ``variables/`` (None when there is no such directory). A directory still
+    being written (a TF Serving version mid-copy) has no graph file yet or misses variable shards."""
+    problems = []
+    if not set(names) & set(SAVED_MODEL_FILES):
+        problems.append("saved_model.pb is missing")
+    if variables is not None:
+        found = set(variables)
+        shards = [m for m in map(_SHARD.match, found) if m]
+        if not found:
             problems.append("variables/ is empty")
-        elif "variables.index" not in names:
+        elif "variables.index" not in found:
             problems.append("variables/variables.index is missing")
-        if "variables.index" in names and not shards:
+        if "variables.index" in found and not shards:
             problems.append("variables/variables.data-* shards are missing")
         for total in {int(m.group(2)) for m in shards}:
             width = len(shards[0].group(1))
             for i in range(total):
                 name = f"variables.data-{i:0{width}d}-of-{total:0{width}d}"
-                if name not in names:
+                if name not in found:
                     problems.append(f"variables/{name} is missing")
     return problems
 

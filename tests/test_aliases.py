@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 
 import apache_beam as beam
 import numpy as np
@@ -72,3 +73,56 @@ def test_a_server_cannot_send_latest_elsewhere(server, status, location, match):
         server.add("/acme/m/latest", b"", mode="redirect", statuses=[status], location=location)
     with pytest.raises(DownloadError, match=match):
         beam_hub.resolve_version(server.url + "/acme/m@latest")
+
+
+def serving_base(put, one_input, one_input_x2) -> None:
+    """A TF Serving / TFX Pusher base path: whole versions 1 and 1733300000 (a push time), and two
+    newer ones still being written: one without saved_model.pb, one missing a variable shard."""
+    put(one_input, "1")
+    put(one_input_x2, "1733300000")
+    put(os.path.join(one_input, "variables"), "1733300500/variables")
+    put(one_input, "1733300900")
+
+
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_latest_of_a_tf_serving_base_path_is_its_highest_whole_version(
+    modules_dir, tmp_path, where, request, caplog
+):
+    if where == "local":
+        base = str(tmp_path / "serving" / "linear")
+
+        def put(src, rel):
+            shutil.copytree(src, os.path.join(base, rel))
+
+        def remove(rel):
+            os.unlink(os.path.join(base, rel))
+    else:
+        base = request.getfixturevalue("bucket") + "/serving/linear"
+        fs = request.getfixturevalue("gcs")
+
+        def put(src, rel):
+            fs.put(src + "/", f"{base}/{rel}/", recursive=True)
+
+        def remove(rel):
+            fs.rm(f"{base}/{rel}")
+
+    serving_base(put, modules_dir["one_input"], modules_dir["one_input_x2"])
+    remove("1733300900/variables/variables.data-00000-of-00001")
+    with caplog.at_level(logging.WARNING, logger="beam_hub"):
+        assert beam_hub.resolve_version(f"{base}@latest") == f"{base}/1733300000"
+    assert "skipped 1733300900/ (variables/variables.data-* shards are missing" in caplog.text
+    assert "1733300500/ (saved_model.pb is missing" in caplog.text
+    np.testing.assert_allclose(beam_hub.load(f"{base}@latest")(X), [[28.0]])
+    np.testing.assert_allclose(beam_hub.load(f"{base}/1")(X), [[14.0]])  # a version loads as any directory
+    # publishing next to the Pusher never reuses a number, whole or not
+    assert beam_hub.publish(modules_dir["one_input"], base) == f"{base}/1733300901.tar.gz"
+    assert beam_hub.resolve_version(f"{base}@latest") == f"{base}/1733300901.tar.gz"
+
+
+def test_latest_of_a_base_path_with_only_unfinished_versions_says_so(modules_dir, tmp_path):
+    base = str(tmp_path / "serving")
+    shutil.copytree(os.path.join(modules_dir["one_input"], "variables"), os.path.join(base, "7", "variables"))
+    with pytest.raises(
+        ModuleNotFoundAtHandleError, match=r"no whole version under .* \(7/ \(saved_model.pb is missing"
+    ):
+        beam_hub.resolve_version(f"{base}@latest")

@@ -282,6 +282,8 @@ def test_latest_redirects_to_the_newest_version(modules_dir, archives, tmp_path)
     shutil.copytree(modules_dir["one_input"], root / "acme" / "linear" / "1")
     shutil.copy(archives["one_input_x2"], root / "acme" / "linear" / "2.tar.gz")
     shutil.copytree(modules_dir["fruit"], root / "acme" / "linear" / "notes")  # not a version number
+    shutil.copytree(modules_dir["one_input"], root / "acme" / "linear" / "3")  # still being copied:
+    os.unlink(root / "acme" / "linear" / "3" / "variables" / "variables.index")  # not a version yet
     served = Served(str(root))
     try:
         status, headers, _ = get_no_redirect(served.url + "/acme/linear/latest?tf-hub-format=compressed")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from beam_hub.archive import pack
 from beam_hub.files import file_sha256
-from beam_hub.savedmodel import is_saved_model_dir
+from beam_hub.savedmodel import is_saved_model_dir, structural_problems
 
 SUFFIX = ".tar.gz"
 
@@ -70,7 +70,8 @@ class ModuleStore:
         return Module(rel, found_dir, found_archive)
 
     def latest(self, model_path: str) -> Module | None:
-        """The highest integer version under ``model_path`` (a directory or ``<n>.tar.gz``), or None."""
+        """The highest whole integer version under ``model_path`` (``<n>.tar.gz``, or a directory
+        holding a whole SavedModel: one still being written is skipped), or None."""
         parts = self._parts(model_path)
         directory = os.path.realpath(os.path.join(self.root, *parts)) if parts else ""
         if not (parts and self._inside(directory) and os.path.isdir(directory)):
@@ -82,7 +83,7 @@ class ModuleStore:
                 numbers.add(int(stem))
         for number in sorted(numbers, reverse=True):
             module = self.find(f"{'/'.join(parts)}/{number}")
-            if module is not None:
+            if module is not None and (module.archive or not structural_problems(module.directory or "")):
                 return module
         return None
 

@@ -47,7 +47,8 @@ def is_archive_name(path: str) -> bool:
 
 
 def sniff(head: bytes, what: str) -> None:
-    """Raise IntegrityError unless ``head`` (the first 512 bytes) starts a tar, gzip, bzip2 or xz file."""
+    """Raise IntegrityError unless ``head`` (the first 512 bytes) starts a tar, gzip, bzip2 or xz file
+    (what tarfile reads, and tensorflow_hub with it); name zstd and zip, which it does not."""
     if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
         return
     if len(head) >= 262 and head[257:262] == b"ustar":
@@ -61,9 +62,15 @@ def sniff(head: bytes, what: str) -> None:
         )
     if not head:
         raise IntegrityError(f"{what} returned an empty body, not a module archive.")
+    kind = {
+        b"\x28\xb5\x2f\xfd": "zstd-compressed (Python's tarfile cannot read zstd)",
+        b"PK\x03\x04": "a zip file",
+    }
+    found = kind.get(head[:4], f"starts with {head[:16]!r}")
     raise IntegrityError(
-        f"{what} is not a tar or tar.gz archive (starts with {head[:16]!r}). A module archive is "
-        "a tar.gz whose root is the SavedModel directory (`beam-hub pack DIR OUT.tar.gz` makes one)."
+        f"{what} is not a tar archive (gzip, bzip2, xz or none): it is {found}. A module archive is "
+        "a tar.gz whose root is the SavedModel directory: tar -czf m.tar.gz -C DIR . "
+        "(or `beam-hub pack DIR m.tar.gz`)."
     )
 
 

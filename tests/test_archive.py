@@ -229,7 +229,8 @@ def test_plain_tar_and_nested_dirs_extract(tmp_path):
     [
         (b"<!DOCTYPE html><html>login</html>", "HTML page"),
         (b"", "empty body"),
-        (b"PK\x03\x04 zip file", "not a tar"),
+        (b"PK\x03\x04 zip file", "not a tar archive .*: it is a zip file"),
+        (b"\x28\xb5\x2f\xfd zstd frame", "it is zstd-compressed .* tar -czf m.tar.gz -C DIR ."),
     ],
 )
 def test_non_archives_get_a_clear_error(tmp_path, body, match):
@@ -508,3 +509,11 @@ def test_twin_record_padding_real_tar_writes_is_read_to_the_end(tmp_path, blocki
     assert os.path.getsize(archive) % (int(blocking) * 512) == 0
     got = extract(archive, tmp_path)
     assert got.archive_sha256 == hashlib.sha256(open(archive, "rb").read()).hexdigest()
+
+
+def test_a_zstd_archive_from_bsdtar_is_named_with_how_to_repack_it(tmp_path):
+    """tarfile (and tensorflow_hub with it) reads gzip, bzip2 and xz only; zstd gets a clear error."""
+    archive = str(tmp_path / "m.tar.zst")
+    bsd("--zstd")(tree(tmp_path / "m", MODULE), archive)
+    with pytest.raises(IntegrityError, match="it is zstd-compressed .* tar -czf m.tar.gz -C DIR ."):
+        extract(archive, tmp_path)

@@ -10,12 +10,12 @@ import shutil
 import stat
 import tarfile
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from beam_hub import settings
+from beam_hub.compression import FORMATS, CorruptStreamError, decompressing
 from beam_hub.errors import IntegrityError, NotASavedModelError, UnsafeArchiveError
 from beam_hub.files import PATH_MAX, PRIVATE_FILES, FileRecord, FileRecords, file_sha256, relative_name
 
@@ -23,7 +23,7 @@ from beam_hub.files import PATH_MAX, PRIVATE_FILES, FileRecord, FileRecords, fil
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".tar")
 MAX_MEMBERS = 100_000  # SavedModels hold a handful of files; vocabularies and shards a few thousand
 DISK_BLOCK = 4096  # what a file costs on disk at the least
-MAX_TRAILING_BYTES = 1 << 20  # raw bytes after the tar's end (gzip tail, record padding) we read
+MAX_TRAILING_BYTES = 1 << 20  # bytes after the tar's end (record padding, bytes after the stream) we read
 MAX_SPARSE_REGIONS = 1 << 16  # data regions of one sparse file (GNU tar -S writes one per run of data)
 _CHUNK = 1 << 20
 _HEADER_LIMITS = {  # extended header type -> largest size read
@@ -49,7 +49,7 @@ def is_archive_name(path: str) -> bool:
 def sniff(head: bytes, what: str) -> None:
     """Raise IntegrityError unless ``head`` (the first 512 bytes) starts a tar, gzip, bzip2 or xz file
     (what tarfile reads, and tensorflow_hub with it); name zstd and zip, which it does not."""
-    if head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+    if any(head.startswith(magic) for magic in FORMATS):
         return
     if len(head) >= 262 and head[257:262] == b"ustar":
         return
@@ -256,13 +256,16 @@ def safe_extract(
         with open(source, "rb", buffering=_CHUNK) as f:
             return safe_extract(f, dest, what=what, max_bytes=max_bytes)
     reader = _HashingReader(source)
-    sniff(reader.peek_head(), what)
+    head = reader.peek_head()
+    sniff(head, what)
     budget = _Budget(settings.max_extract_bytes() if max_bytes is None else max_bytes, what)
     dest = os.path.abspath(dest)
     files: FileRecords = {}
+    raw = io.BufferedReader(reader, _CHUNK)
+    streams = decompressing(raw, head)
+    stream = io.BufferedReader(streams, _CHUNK) if streams else raw
     try:
-        stream = io.BufferedReader(reader, _CHUNK)
-        with tarfile.open(fileobj=stream, mode="r|*", tarinfo=_capped_tarinfo(budget)) as tar:
+        with tarfile.open(fileobj=stream, mode="r|", tarinfo=_capped_tarinfo(budget)) as tar:
             for member in tar:
                 rel = _check_member(member, dest, what)
                 linked = _linked_file(member, files, what) if member.islnk() else None
@@ -285,17 +288,25 @@ def safe_extract(
                         f"{what}: member {member.name!r} is both a file and a directory ({e.strerror}); "
                         "refusing the archive."
                     ) from None
-            trailing = 0
-            while chunk := reader.read(_CHUNK):  # hash trailing padding too: the digest covers the file
-                trailing += len(chunk)
-                if trailing > MAX_TRAILING_BYTES:
-                    raise UnsafeArchiveError(
-                        f"{what} goes on for more than {MAX_TRAILING_BYTES} bytes after the archive's end; "
-                        "refusing it (a real archive ends with a little padding)."
-                    )
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        _read_trailing(stream, raw if streams else None, what)
+    except (tarfile.TarError, EOFError, CorruptStreamError) as e:
         raise IntegrityError(f"{what} is truncated or corrupt ({type(e).__name__}: {e}).") from e
     return ExtractedFiles(reader.sha256.hexdigest(), dict(sorted(files.items())))
+
+
+def _read_trailing(stream: BinaryIO, raw: BinaryIO | None, what: str) -> None:
+    """Read what follows the tar's end (record padding; the rest of the compressed stream, which
+    checks its CRC; then anything after the stream, ``raw``) so the digest covers the whole file,
+    refusing more than MAX_TRAILING_BYTES of it: a server may keep sending forever."""
+    trailing = 0
+    for source in (stream, raw) if raw is not None else (stream,):
+        while chunk := source.read(_CHUNK):
+            trailing += len(chunk)
+            if trailing > MAX_TRAILING_BYTES:
+                raise UnsafeArchiveError(
+                    f"{what} goes on for more than {MAX_TRAILING_BYTES} bytes after the archive's end; "
+                    "refusing it (a real archive ends with a little padding)."
+                )
 
 
 @dataclass

@@ -94,6 +94,27 @@ def appended(src: str, out: str) -> None:
     run("tar", "-rf", out, "-C", src, "./saved_model.pb")
 
 
+def concatenated(compressor: str, parts: int = 3) -> Callable[[str, str], None]:
+    """The tar compressed in ``parts`` streams written one after another, as pbzip2 and parallel
+    xz/gzip tools write them and as gzip's and bzip2's manuals show (``gzip -c part >> m.tar.gz``)."""
+
+    def pack(src: str, out: str) -> None:
+        whole = out + ".tar"
+        run("tar", "-cf", whole, *GUIDE, "-C", src, ".")
+        with open(whole, "rb") as f:
+            data = f.read()
+        os.unlink(whole)
+        step = -(-len(data) // parts)
+        with open(out, "wb") as f:
+            for i in range(0, len(data), step):
+                part = subprocess.run(
+                    [compressor, "-c"], input=data[i : i + step], capture_output=True, check=True
+                )
+                f.write(part.stdout)
+
+    return pack
+
+
 def py_tarfile(
     mode: str = "w:gz", arcname: str = ".", fmt: int = tarfile.PAX_FORMAT
 ) -> Callable[[str, str], None]:
@@ -152,6 +173,10 @@ ONE_FOLDER = Better(
 NO_PARENT = Better(
     "tensorflow_hub does not create a directory before the files in it", "No such file or directory"
 )
+ONE_STREAM = Better(
+    "tensorflow_hub's tarfile stream stops after the first compressed stream (its ReadError, reworded)",
+    "does not appear to be a valid module",
+)
 HARD_LINK = Better(
     "tensorflow_hub refuses the hard link tar writes for a file it meets a second time",
     "Unexpected object type in tar archive: b'1'",
@@ -173,6 +198,9 @@ FORMS: dict[str, Form] = {
     "gnu-posix-long-names": Form(gnu("-z", "--format=posix", *GUIDE), base="long"),
     "gnu-sparse": Form(gnu("-z", "-S", *GUIDE), base="sparse"),
     "gnu-posix-sparse": Form(gnu("-z", "-S", "--format=posix", *GUIDE), base="sparse"),
+    "gzip-members": Form(concatenated("gzip"), better=ONE_STREAM),
+    "bzip2-streams": Form(concatenated("bzip2"), ".tar.bz2", better=ONE_STREAM),
+    "xz-streams": Form(concatenated("xz"), ".tar.xz", better=ONE_STREAM),
     "gnu-appended": Form(appended, ".tar"),
     "gnu-directory-twice": Form(gnu(*GUIDE, what=(".", "./variables")), ".tar", better=HARD_LINK),
     "gnu-hard-linked-files": Form(gnu("-z", *GUIDE), base="linked", better=HARD_LINK),

@@ -251,6 +251,31 @@ def test_truncated_gzip_is_an_integrity_error(tmp_path):
         safe_extract(str(cut), str(dest), what="cut")
 
 
+def test_a_gzip_whose_checksum_does_not_match_is_an_integrity_error(tmp_path):
+    """The stream is read to its end, so gzip's own check (the CRC-32 in its trailer) catches damage
+    past the tar's end marker, which tarfile never reads."""
+    archive = str(tmp_path / "m.tar.gz")
+    gnu("-z", *GUIDE)(tree(tmp_path / "m", MODULE), archive)
+    data = bytearray(open(archive, "rb").read())
+    data[-8] ^= 0xFF  # the CRC-32 in gzip's trailer
+    (tmp_path / "bad.tar.gz").write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="truncated or corrupt .*damaged"):
+        extract(tmp_path / "bad.tar.gz", tmp_path)
+
+
+def test_twin_a_gzip_padded_to_whole_blocks_with_zeros_loads(tmp_path):
+    """`dd conv=sync` (tape and block devices) pads the compressed file with zeros."""
+    archive = str(tmp_path / "m.tar.gz")
+    gnu("-z", *GUIDE)(tree(tmp_path / "m", MODULE), archive)
+    padded = str(tmp_path / "padded.tar.gz")
+    subprocess.run(
+        ["dd", f"if={archive}", f"of={padded}", "bs=10240", "conv=sync"], check=True, capture_output=True
+    )
+    assert os.path.getsize(padded) % 10240 == 0 and os.path.getsize(padded) > os.path.getsize(archive)
+    extract(padded, tmp_path)
+    assert contents(tmp_path / "out") == MODULE
+
+
 def test_pack_is_reproducible_and_normalised(tmp_path, one_input):
     a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
     da = pack(one_input, str(a))

@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: tiny Dense modules and a generated input with an in-pipeline clock.
+"""Shared by the benchmarks: tiny Dense modules and a generated input with an in-pipeline clock;
+a quiet HTTP server for a directory, and a timer.
 
 Kept in its own module so that Beam pickles these functions by reference: the clock's ticks then
 land in this process's module (the benchmarks use the in-process runner).
@@ -6,7 +7,12 @@ land in this process's module (the benchmarks use the in-process runner).
 
 from __future__ import annotations
 
+import functools
+import http.server
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -84,3 +90,23 @@ def steady_seconds_per_element() -> float:
     if len(TICKS) < 3:
         raise RuntimeError("need at least 3 chunks to measure a steady state")
     return (TICKS[-1] - TICKS[0]) / ((len(TICKS) - 1) * CHUNK)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def serve_dir(root: str) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Serve ``root`` over HTTP on 127.0.0.1 (any query ignored); returns the server and its URL."""
+    handler = functools.partial(_QuietHandler, directory=root)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+    """Seconds one call of ``fn(*args, **kwargs)`` takes."""
+    t = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - t

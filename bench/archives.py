@@ -14,20 +14,15 @@ tensorflow_hub cannot load what it extracted.
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import os
 import shutil
 import statistics
 import sys
 import tempfile
-import threading
-import time
-
-import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
+from _workload import build_weights, serve_dir, timed
 from packers import FORMS, have  # the same archive forms the interop tests check
 
 SHOWN = [
@@ -43,40 +38,11 @@ SHOWN = [
 
 
 def build_module(path: str, mb: int) -> None:
-    import tensorflow as tf
-
-    class Weights(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.w = tf.Variable(np.random.default_rng(0).standard_normal(mb * 2**18).astype(np.float32))
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
-        def serve(self, x):
-            return {"default": x * self.w[0]}
-
-    m = Weights()
-    tf.saved_model.save(m, path, signatures={"default": m.serve, "serving_default": m.serve})
+    """``mb`` MB of incompressible weights, plus a vocabulary asset (20,000 lines)."""
+    build_weights(path, mb)
     os.makedirs(os.path.join(path, "assets"), exist_ok=True)
     with open(os.path.join(path, "assets", "vocab.txt"), "w") as f:
         f.write("\n".join(f"word{i}" for i in range(20_000)))
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-def serve_dir(root: str) -> tuple[http.server.ThreadingHTTPServer, str]:
-    handler = functools.partial(_QuietHandler, directory=root)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
-
-
-def timed(fn, *args, **kwargs) -> float:
-    t = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - t
 
 
 def main() -> None:

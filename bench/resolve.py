@@ -13,18 +13,16 @@ Prints each figure and the ratio (ours / baseline; < 1 means we are faster).
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 import numpy as np
+
+from _workload import serve_dir, timed
 
 
 def build_module(path: str, mb: int) -> None:
@@ -50,24 +48,6 @@ def build_module(path: str, mb: int) -> None:
 
     m = Mlp()
     tf.saved_model.save(m, path, signatures={"default": m.serve})
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-def serve_dir(root: str) -> tuple[http.server.ThreadingHTTPServer, str]:
-    handler = functools.partial(_QuietHandler, directory=root)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
-
-
-def timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def main() -> None:

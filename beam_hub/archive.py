@@ -10,13 +10,12 @@ import shutil
 import stat
 import tarfile
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from beam_hub import settings
 from beam_hub.compression import FORMATS, CorruptStreamError, decompressing
-from beam_hub.errors import IntegrityError, NotASavedModelError, UnsafeArchiveError
+from beam_hub.errors import IntegrityError, UnsafeArchiveError
 from beam_hub.files import PATH_MAX, PRIVATE_FILES, FileRecord, FileRecords, file_sha256, relative_name
 
 #: Names of the archives a handle may point at: tar, optionally gzip-, bzip2- or xz-compressed.
@@ -244,11 +243,12 @@ def safe_extract(
     one file) is extracted as a copy of it.
 
     Every other name is checked (``files.relative_name``: relative, no ``..``, no NUL, within the
-    OS's length limits) and goes through tarfile's ``data`` filter; symbolic links, any other hard
-    link and special files are refused, as is a name that is both a file and a directory. The budget ``max_bytes`` (default
-    BEAM_HUB_MAX_EXTRACT_BYTES) counts file contents (a sparse file's whole size) rounded up to
-    disk blocks, one block per member and every header byte; extended headers and sparse maps
-    are capped before they are read, so memory stays bounded. beam-hub's private files (a
+    OS's length limits) and goes through tarfile's ``data`` filter; symbolic links, any other
+    hard link and special files are refused, as is a name that is both a file and a directory.
+    The budget ``max_bytes`` (default BEAM_HUB_MAX_EXTRACT_BYTES) counts file contents (a sparse
+    file's whole size) rounded up to disk blocks, one block per member and every header byte;
+    extended headers and sparse maps are capped before they are read, and compressed streams
+    are decompressed in bounded pieces, so memory stays bounded. beam-hub's private files (a
     shipped cache manifest) are skipped. On error ``dest`` may hold a partial tree: callers
     extract into a staging directory they delete on failure.
     """
@@ -346,9 +346,8 @@ def _check_member(member: tarfile.TarInfo, dest: str, what: str) -> str:
             f"{what}: member {member.name!r} is a link (to {member.linkname!r}); module "
             "archives must hold plain files and directories only."
         )
-    if not (
-        member.isfile() or member.isdir() or member.islnk()
-    ):  # isfile() holds for sparse files, as tar reads them
+    # isfile() holds for sparse files too, as tar reads them; hard links are checked by _linked_file
+    if not (member.isfile() or member.isdir() or member.islnk()):
         raise UnsafeArchiveError(
             f"{what}: member {member.name!r} is a device, FIFO or other special file; refused."
         )
@@ -389,53 +388,6 @@ def _write_member(src: BinaryIO | None, target: str, member: tarfile.TarInfo, wh
         )
     os.chmod(target, (member.mode or 0o644) & 0o755 | 0o600)
     return FileRecord(written, digest.hexdigest())
-
-
-_MAX_WRAPPERS = 8  # folders a module may sit in at an archive's top (`tar czf m.tgz /tmp/export/model`)
-
-
-def module_root(dest: str, is_module: Callable[[str], bool], what: str) -> str:
-    """The module root inside an extracted archive ``dest``: ``dest`` itself, or the folder that a
-    chain of single top-level folders leads to (``tar czf m.tar.gz my_model/``; ``tar czf m.tar.gz
-    /tmp/export`` stores ``tmp/export/...``). Dot files beside a folder (``.DS_Store``, macOS's
-    ``._name``) do not count. Anything else (two or more top-level folders, no SavedModel)
-    raises NotASavedModelError listing the top of the archive and how to pack it."""
-    root = dest
-    for _ in range(_MAX_WRAPPERS + 1):
-        if is_module(root):
-            return root
-        entries = [e for e in os.listdir(root) if not e.startswith(".")]
-        if len(entries) != 1 or not os.path.isdir(os.path.join(root, entries[0])):
-            break
-        root = os.path.join(root, entries[0])
-    found = sorted(
-        os.path.relpath(d, dest).replace(os.sep, "/") + "/"
-        for d, _dirs, _files in _walk(dest, depth=_MAX_WRAPPERS)
-        if d != dest and is_module(d)
-    )
-    where = f"; a SavedModel is in {', '.join(found[:5])}{' ...' if len(found) > 5 else ''}" if found else ""
-    raise NotASavedModelError(
-        f"{what} holds no SavedModel at its top (saved_model.pb at the root, or inside its one "
-        f"top-level folder): the top holds {_listing(dest)}{where}. Pack the directory that holds "
-        "saved_model.pb so that its files are at the archive's root: tar -czf m.tar.gz -C DIR ."
-    )
-
-
-def _listing(path: str, limit: int = 10) -> str:
-    names = sorted(e + "/" if os.path.isdir(os.path.join(path, e)) else e for e in os.listdir(path))
-    if not names:
-        return "nothing"
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _walk(top: str, depth: int) -> Iterator[tuple[str, list[str], list[str]]]:
-    """os.walk, at most ``depth`` levels below ``top``, directories in sorted order."""
-    base = top.rstrip(os.sep).count(os.sep)
-    for item in os.walk(top):
-        item[1].sort()
-        if item[0].count(os.sep) - base >= depth:
-            item[1].clear()
-        yield item
 
 
 def _members(src_dir: str) -> list[tuple[str, str]]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
 from beam_hub.errors import NotASavedModelError
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 TF1_HUB_MARKER = "tfhub_module.pb"
 _SHARD = re.compile(r"^variables\.data-(\d+)-of-(\d+)$")
+_MAX_WRAPPERS = 8  # folders a module may sit in at an archive's top (`tar czf m.tgz /tmp/export/model`)
 
 
 def is_saved_model_dir(path: str) -> bool:
@@ -71,3 +72,47 @@ def require_saved_model_dir(path: str, handle: str) -> None:
         f"(found: {listing or 'nothing'}). Point the handle at the directory that contains "
         "saved_model.pb, or at a .tar.gz whose root is that directory."
     )
+
+
+def module_root(dest: str, what: str) -> str:
+    """The module root inside an extracted archive ``dest``: ``dest`` itself, or the folder that a
+    chain of single top-level folders leads to (``tar czf m.tar.gz my_model/``; ``tar czf m.tar.gz
+    /tmp/export`` stores ``tmp/export/...``). Dot files beside a folder (``.DS_Store``, macOS's
+    ``._name``) do not count. Anything else (two or more top-level folders, no SavedModel)
+    raises NotASavedModelError listing the top of the archive and how to pack it."""
+    root = dest
+    for _ in range(_MAX_WRAPPERS + 1):
+        if is_saved_model_dir(root):
+            return root
+        entries = [e for e in os.listdir(root) if not e.startswith(".")]
+        if len(entries) != 1 or not os.path.isdir(os.path.join(root, entries[0])):
+            break
+        root = os.path.join(root, entries[0])
+    found = sorted(
+        os.path.relpath(d, dest).replace(os.sep, "/") + "/"
+        for d, _dirs, _files in _walk(dest, depth=_MAX_WRAPPERS)
+        if d != dest and is_saved_model_dir(d)
+    )
+    where = f"; a SavedModel is in {', '.join(found[:5])}{' ...' if len(found) > 5 else ''}" if found else ""
+    raise NotASavedModelError(
+        f"{what} holds no SavedModel at its top (saved_model.pb at the root, or inside its one "
+        f"top-level folder): the top holds {_listing(dest)}{where}. Pack the directory that holds "
+        "saved_model.pb so that its files are at the archive's root: tar -czf m.tar.gz -C DIR ."
+    )
+
+
+def _listing(path: str, limit: int = 10) -> str:
+    names = sorted(e + "/" if os.path.isdir(os.path.join(path, e)) else e for e in os.listdir(path))
+    if not names:
+        return "nothing"
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _walk(top: str, depth: int) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk, at most ``depth`` levels below ``top``, directories in sorted order."""
+    base = top.rstrip(os.sep).count(os.sep)
+    for item in os.walk(top):
+        item[1].sort()
+        if item[0].count(os.sep) - base >= depth:
+            item[1].clear()
+        yield item

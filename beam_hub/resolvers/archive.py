@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 
-from beam_hub.archive import ExtractedFiles, module_root, safe_extract
+from beam_hub.archive import ExtractedFiles, safe_extract
 from beam_hub.cache.base import Accept, Filled, ModuleCache
 from beam_hub.download import stream
 from beam_hub.errors import IntegrityError, ModuleNotFoundAtHandleError
 from beam_hub.handles import Handle
 from beam_hub.resolvers.base import Resolver
-from beam_hub.savedmodel import is_saved_model_dir
+from beam_hub.savedmodel import module_root
 from beam_hub.sinks import ExtractingSink
 
 
@@ -23,7 +23,7 @@ def _finish(extracted: ExtractedFiles, target: str, handle: Handle, source: str)
             "The module changed or the download is corrupt; nothing was cached. Fix the pin if "
             "the new content is expected."
         )
-    root = module_root(target, is_saved_model_dir, source)
+    root = module_root(target, source)
     prefix = "" if root == target else os.path.relpath(root, target).replace(os.sep, "/") + "/"
     files = {rel[len(prefix) :]: meta for rel, meta in extracted.files.items() if rel.startswith(prefix)}
     return Filled(root=root, source=source, archive_sha256=extracted.archive_sha256, files=files)

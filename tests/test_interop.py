@@ -104,7 +104,7 @@ CLAIMS = {
     "gnu-appended": lambda m, raw: [x.name for x in m].count("./saved_model.pb") == 2,
     "gnu-directory-twice": lambda m, raw: any(x.islnk() and x.linkname == x.name for x in m),
     "gnu-hard-linked-files": lambda m, raw: any(x.islnk() and x.linkname != x.name for x in m),
-    "gnu-absolute-path": lambda m, raw: m[0].name.startswith("tmp/"),
+    "gnu-absolute-path": lambda m, raw: "/" in m[0].name and not m[0].name.startswith(("/", ".")),
     "gnu-files-before-directories": lambda m, raw: m[0].isfile() and m[-1].isdir(),
     "bsdtar": lambda m, raw: m[0].name == "." and raw[257:263] == b"ustar\x00",
     "bsdtar-names": lambda m, raw: not any(x.name.startswith(".") for x in m),

@@ -26,6 +26,8 @@ from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
 def make_driver(width: int = 1200, height: int = 900, javascript: bool = True):
@@ -65,6 +67,14 @@ def requested_hosts(driver) -> set[str]:
     return hosts
 
 
+def navigate(driver, act) -> None:
+    """Do ``act`` (a click or a form submit) and wait until the browser has left the page: reading
+    the next page before the old one is gone finds stale elements."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    act()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
+
+
 def listed(driver) -> list[str]:
     return [a.text for a in driver.find_elements(By.CSS_SELECTOR, "ul.models li > a > b")]
 
@@ -74,11 +84,11 @@ def test_the_index_lists_models_and_a_search_narrows_it(hub, browser):
     assert listed(browser) == ["acme/fruit", "acme/linear", "mallory/hostile"]
     box = browser.find_element(By.NAME, "q")
     box.send_keys("fruit")
-    box.submit()
+    navigate(browser, box.submit)
     assert listed(browser) == ["acme/fruit"]
     assert "1 model matching" in browser.find_element(By.ID, "count").text
     browser.get(hub.url + "/")
-    browser.find_element(By.CSS_SELECTOR, "ul.models a.tag[href='/?tag=tiny']").click()  # find by a tag
+    navigate(browser, browser.find_element(By.CSS_SELECTOR, "ul.models a.tag[href='/?tag=tiny']").click)
     assert listed(browser) == ["acme/linear"]
 
 
@@ -121,7 +131,7 @@ def test_the_versions_page_lists_every_version_as_the_api_does(hub, browser):
     assert [v["version"] for v in api["versions"]] == ["3", "2", "1"]
     shas = [row.find_elements(By.TAG_NAME, "td")[3].text for row in rows]
     assert shas == [v["sha256"] for v in api["versions"]]
-    rows[1].find_element(By.TAG_NAME, "a").click()
+    navigate(browser, rows[1].find_element(By.TAG_NAME, "a").click)
     assert browser.current_url == hub.url + "/acme/linear/2"
     assert browser.find_element(By.CSS_SELECTOR, "article.card h1").text == "Linear 2"
 
@@ -142,7 +152,7 @@ def test_phone_width_and_no_javascript(hub):
         driver.get(hub.url + "/")
         box = driver.find_element(By.NAME, "q")
         box.send_keys("linear")
-        box.submit()  # a plain form: the server filters
+        navigate(driver, box.submit)  # a plain form: the server filters
         assert listed(driver) == ["acme/linear"]
     finally:
         driver.quit()
@@ -170,10 +180,12 @@ def test_a_new_user_finds_a_model_by_tag_and_loads_its_handle(hub, browser):
     import beam_hub
 
     browser.get(hub.url + "/")
-    browser.find_element(By.CSS_SELECTOR, "ul.models a.tag[href='/?tag=pets']").click()
-    browser.find_element(By.LINK_TEXT, "acme/fruit").click()
+    navigate(browser, browser.find_element(By.CSS_SELECTOR, "ul.models a.tag[href='/?tag=pets']").click)
+    navigate(browser, browser.find_element(By.LINK_TEXT, "acme/fruit").click)
     assert browser.current_url == hub.url + "/acme/fruit"
-    browser.find_element(By.CSS_SELECTOR, "#versions tr:nth-child(2) a").click()  # the newest, marked latest
+    navigate(
+        browser, browser.find_element(By.CSS_SELECTOR, "#versions tr:nth-child(2) a").click
+    )  # the newest
     handle = browser.find_element(By.ID, "handle").text
     assert handle == hub.url + "/acme/fruit/3"
     assert f"beam_hub.load('{handle}')" in browser.find_element(By.TAG_NAME, "body").text

@@ -6,11 +6,12 @@
 Inputs (by extension, or --input-format): text files (one text a line; the id is the line number),
 JSONL, CSV (with a header), Parquet, and TFRecord files of tf.train.Examples. Every output record
 keeps the id (and, for JSONL and Parquet inputs, the other fields) and adds ``embedding`` (a list
-of float32). Parquet and TFRecord inputs take a columnar path: whole Arrow record batches go
-through the module and out again. A record that cannot be used (unreadable, no text, or one the
-module fails on) goes to PREFIX-errors-*.jsonl with its file, position and error; the exit
-status is 1 when any was rejected (more than --max-errors). Runs locally on Beam's in-process
-runner unless --runner says otherwise (e.g. DataflowRunner).
+of float32). Every format takes the columnar path: files are read as Arrow tables (text, JSONL
+and CSV a block of lines at a time, see :mod:`pipelines.blocks`), and whole tables go through the
+module and out again. A record that cannot be used (unreadable, no text, or one the module fails
+on) goes to PREFIX-errors-*.jsonl with its file, position and error; the exit status is 1 when
+any was rejected (more than --max-errors). Runs locally on Beam's in-process runner unless
+--runner says otherwise (e.g. DataflowRunner); locally, no reshuffle holds the rows in memory.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import beam_hub
 from beam_hub.beam.options import HubOptions  # noqa: F401 - registers --hub_cache_dir before flags are checked
-from pipelines import embed_io
+from pipelines import blocks, embed_io
+from pipelines.blocks import MISFIT, RECORD, ROW, SOURCE
 from pipelines.io import (
+    BATCH_READERS,
     ERRORS,
     FORMAT_NAMES,
     LOCAL_RUNNERS,
@@ -39,7 +42,6 @@ from pipelines.io import (
     input_format,
     match_files,
     read_batches,
-    read_records,
     setup_logging,
     with_default_runner,
 )
@@ -47,7 +49,6 @@ from pipelines.io import (
 DEFAULT_MODULE = "builtin://all-MiniLM-L6-v2"
 FORMATS = ("parquet", "jsonl", "tfrecord")
 COUNTERS = "beam_hub.embed"
-_SOURCE, _ROW = "__beam_hub_source", "__beam_hub_row"  # provenance columns on the columnar path
 log = logging.getLogger("beam_hub.embed")
 
 
@@ -124,36 +125,6 @@ def _counted(name: str) -> Any:
     return count
 
 
-# --- the per-element path (text, JSONL, CSV) -------------------------------------------------------
-
-
-class _TextOf(beam.DoFn):
-    """A located record -> (located record to embed, its text); no usable text -> a dead letter."""
-
-    def __init__(self, fmt: str, text_field: str, id_field: str, with_file: bool) -> None:
-        self._fmt, self._text_field, self._id_field, self._with_file = fmt, text_field, id_field, with_file
-
-    def process(self, located: Located) -> Iterable[Any]:
-        record = located.record
-        if self._fmt == "text":
-            out = {"id": located.position, "text": record["text"]}
-            if self._with_file:
-                out["file"] = located.source
-            yield located._replace(record=out), out["text"]
-            return
-        text = record.get(self._text_field)
-        if not isinstance(text, str):
-            why = "missing" if self._text_field not in record else f"not a string but {type(text).__name__}"
-            error = f"the text field {self._text_field!r} is {why}"
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, dead_letter(located.source, located.position, error, record)
-            )
-            return
-        if self._fmt == "csv":  # the id column, else the line number; nothing else is kept
-            record = {"id": record.get(self._id_field, str(located.position)), "text": text}
-        yield located._replace(record=record), text
-
-
 def sort_window(opts: Any) -> int:
     """Rows sorted by length together (per bundle on the per-element path, per read on the columnar
     one): 128 batches, at least 8,192 rows, so that batches of similar lengths pad little (measured on
@@ -162,51 +133,13 @@ def sort_window(opts: Any) -> int:
     return max(128 * opts.batch_size, 8192)
 
 
-def _text_length(text: Any) -> int:
-    return len(text)
-
-
-def _attach(located: Located, embedding: Any, drop_text: bool) -> Located:
-    record = {k: v for k, v in located.record.items() if not (drop_text and k == "text")}
-    record["embedding"] = embedding.tolist()
-    return located._replace(record=record)
-
-
-def _failed_row(failed: Any) -> dict[str, Any]:
-    located, _text = failed.element
-    return dead_letter(located.source, located.position, f"the module failed: {failed.error}", located.record)
-
-
-def _per_element(p: beam.Pipeline, opts: Any, fmt: str, paths: list[str], apply: dict[str, Any]):
-    records, read_errors = read_records(p, opts.input, fmt)
-    # one worker reads a file (lines in order, for their numbers); every worker may embed them
-    records = records | "Spread" >> beam.Reshuffle()
-    if fmt == "csv":
-        embed_io.require_column(paths[0], opts.text_field)
-    texts = records | "Text" >> beam.ParDo(
-        _TextOf(fmt, opts.text_field, opts.id_field, len(paths) > 1)
-    ).with_outputs(ERRORS, main="texts")
-    embedded, failed = (
-        texts.texts
-        | "Embed"
-        >> beam_hub.ApplyHubModule(
-            opts.module, keyed=True, sort_key=_text_length, sort_window=sort_window(opts), **apply
-        ).with_exception_handling()
-    )
-    drop_text = fmt in ("text", "csv")
-    rows = embedded | "Attach" >> beam.MapTuple(
-        lambda located, embedding: _attach(located, embedding, drop_text)
-    )
-    errors = [read_errors, texts[ERRORS], failed | "FailedRows" >> beam.Map(_failed_row)]
-    return rows, errors
-
-
-# --- the columnar path (Parquet, TFRecord) -----------------------------------------------------------
+# --- the columnar path (every format) ------------------------------------------------------------
 
 
 class _UsableRows(beam.DoFn):
     """A located Arrow table -> the rows with a text (plus provenance columns) and dead letters
-    for the others. TFRecord columns are lists: a feature must hold exactly one value."""
+    for the others. TFRecord columns are lists: a feature must hold exactly one value. (The line
+    formats' readers set aside rows without a text themselves, with the reasons they always gave.)"""
 
     def __init__(self, text_field: str, lists: bool) -> None:
         self._text_field, self._lists = text_field, lists
@@ -237,9 +170,11 @@ class _UsableRows(beam.DoFn):
             yield beam.pvalue.TaggedOutput(
                 ERRORS, dead_letter(located.source, located.position + int(i), error, row)
             )
-        rows = pa.array(range(located.position, located.position + table.num_rows), pa.int64())
-        table = table.append_column(_SOURCE, pa.array([located.source] * table.num_rows, pa.string()))
-        table = table.append_column(_ROW, rows).filter(usable)
+        table = table.append_column(SOURCE, pa.array([located.source] * table.num_rows, pa.string()))
+        if ROW not in table.column_names:  # Parquet and TFRecord: rows in file order from the first
+            rows = pa.array(range(located.position, located.position + table.num_rows), pa.int64())
+            table = table.append_column(ROW, rows)
+        table = table.filter(usable)
         if table.num_rows:
             yield table
 
@@ -267,7 +202,14 @@ class _ConformTable(beam.DoFn):
 
     def process(self, table: Any) -> Iterable[Any]:
         import pyarrow as pa
+        import pyarrow.compute as pc
 
+        if MISFIT in table.column_names:  # JSONL records whose fields the first records' types do not fit
+            misfit = pc.is_valid(table.column(MISFIT))
+            for row in table.filter(misfit).select([SOURCE, ROW, MISFIT, RECORD]).to_pylist():
+                error = f"does not fit the output's Parquet schema (set by the first records): {row[MISFIT]}"
+                yield beam.pvalue.TaggedOutput(ERRORS, dead_letter(row[SOURCE], row[ROW], error, row[RECORD]))
+            table = table.filter(pc.invert(misfit))
         columns = [
             table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
             for f in self._schema
@@ -277,47 +219,71 @@ class _ConformTable(beam.DoFn):
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
             error = f"does not fit the output's Parquet schema (the first file's): {e}"
             for row in table.to_pylist():
-                source, position = row.pop(_SOURCE), row.pop(_ROW)
+                source, position = row.pop(SOURCE), row.pop(ROW)
                 row.pop("embedding", None)
                 yield beam.pvalue.TaggedOutput(ERRORS, dead_letter(source, position, error, row))
 
 
 def _failed_table_row(failed: Any) -> dict[str, Any]:
     row = dict(failed.element)
-    source, position = row.pop(_SOURCE, ""), row.pop(_ROW, None)
-    return dead_letter(source, position, f"the module failed: {failed.error}", row)
+    source, position = row.pop(SOURCE, ""), row.pop(ROW, None)
+    why, raw = row.pop(MISFIT, None), row.pop(RECORD, None)
+    return dead_letter(source, position, f"the module failed: {failed.error}", raw if why else row)
 
 
 def _columnar(p: beam.Pipeline, opts: Any, fmt: str, paths: list[str], apply: dict[str, Any]):
-    features = (
-        embed_io.tfrecord_features(paths[0], opts.text_field, opts.id_field) if fmt == "tfrecord" else None
-    )
-    schema = (
-        embed_io.parquet_schema(paths[0], opts.text_field)
-        if fmt == "parquet"
-        else embed_io.tfrecord_schema(features)
-    )
+    if fmt in blocks.READERS:
+        schema = embed_io.row_schema(fmt, paths, opts.text_field, len(paths) > 1)
+        if fmt == "csv":
+            embed_io.require_column(paths[0], opts.text_field)
+        keep = None if opts.format == "parquet" else (opts.text_field, opts.id_field)
+        spec = blocks.Spec(
+            fmt,
+            opts.text_field,
+            opts.id_field,
+            embed_io.read_schema(schema, opts.text_field, keep),
+            len(paths) > 1,
+        )
+        read, options = blocks.READERS[fmt], spec
+    elif fmt == "tfrecord":
+        options = embed_io.tfrecord_features(paths[0], opts.text_field, opts.id_field)
+        read, schema = BATCH_READERS[fmt], embed_io.tfrecord_schema(options)
+    else:
+        read, options, schema = BATCH_READERS[fmt], None, embed_io.parquet_schema(paths[0], opts.text_field)
     # read batches much larger than the module's: sorting a whole batch by length leaves the
     # module's sub-batches of similar texts (less padding)
-    read_rows = sort_window(opts)
-    batches, read_errors = read_batches(p, opts.input, fmt, read_rows, features)
-    batches = batches | "Spread" >> beam.Reshuffle()  # one worker reads a file; every worker may embed it
-    usable = batches | "Rows" >> beam.ParDo(_UsableRows(opts.text_field, fmt == "tfrecord")).with_outputs(
+    batches, read_errors = read_batches(p, opts.input, read, sort_window(opts), options)
+    if not is_local(opts):  # one worker reads a file; on a distributed runner every worker may embed it
+        batches = batches | "Spread" >> beam.Reshuffle()
+    text = "text" if fmt == "text" else opts.text_field
+    usable = batches | "Rows" >> beam.ParDo(_UsableRows(text, fmt == "tfrecord")).with_outputs(
         ERRORS, main="tables"
     )
     embedded, failed = (
         usable.tables
         | "Embed"
         >> beam_hub.ApplyHubModule(
-            opts.module, columns=opts.text_field, output_column="embedding", **apply
+            opts.module, columns=text, output_column="embedding", **apply
         ).with_exception_handling()
     )
     errors = [read_errors, usable[ERRORS], failed | "FailedRows" >> beam.Map(_failed_table_row)]
     return embedded, schema, errors
 
 
+def is_local(opts: Any) -> bool:
+    """True on Beam's local runners, where a reshuffle only holds every row in memory."""
+    return opts.view_as(StandardOptions).runner in LOCAL_RUNNERS
+
+
 def _located_rows(table: Any) -> list[Located]:
-    return [Located(row.pop(_SOURCE), row.pop(_ROW), row) for row in table.to_pylist()]
+    out = []
+    for row in table.to_pylist():
+        source, position = row.pop(SOURCE), row.pop(ROW)
+        why, raw = row.pop(MISFIT, None), row.pop(RECORD, None)
+        if why is not None:  # a JSONL record read with only its text: the rest is in its line
+            row = {**json.loads(raw), "embedding": row["embedding"]}
+        out.append(Located(source, position, row))
+    return out
 
 
 # --- the job -----------------------------------------------------------------------------------
@@ -336,26 +302,17 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
     }
     id_field = "id" if fmt in ("text", "csv") else opts.id_field
     count = _counted("rows_embedded")
-    if fmt in ("parquet", "tfrecord"):
-        tables, schema, errors = _columnar(p, opts, fmt, paths, apply)
-        if opts.format == "parquet":
-            conformed = tables | "Conform" >> beam.ParDo(_ConformTable(schema)).with_outputs(
-                ERRORS, main="tables"
-            )
-            errors.append(conformed[ERRORS])
-            tables = conformed.tables | "Count" >> beam.Map(lambda t: count(t, t.num_rows))
-            embed_io.write_tables(tables, opts.output, schema)
-        else:
-            rows = tables | "ToRows" >> beam.FlatMap(_located_rows)
-            embed_io.write_rows(rows, opts.output, opts.format, id_field, None, errors, count)
-    else:
-        rows, errors = _per_element(p, opts, fmt, paths, apply)
-        schema = (
-            embed_io.row_schema(fmt, paths, opts.text_field, len(paths) > 1)
-            if opts.format == "parquet"
-            else None
+    tables, schema, errors = _columnar(p, opts, fmt, paths, apply)
+    if opts.format == "parquet":
+        conformed = tables | "Conform" >> beam.ParDo(_ConformTable(schema)).with_outputs(
+            ERRORS, main="tables"
         )
-        embed_io.write_rows(rows, opts.output, opts.format, id_field, schema, errors, count)
+        errors.append(conformed[ERRORS])
+        tables = conformed.tables | "Count" >> beam.Map(lambda t: count(t, t.num_rows))
+        embed_io.write_tables(tables, opts.output, schema)
+    else:
+        rows = tables | "ToRows" >> beam.FlatMap(_located_rows)
+        embed_io.write_rows(rows, opts.output, opts.format, id_field, count)
     _ = (
         errors
         | "AllErrors" >> beam.Flatten()

@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -15,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_hub.download import filesystem
 from beam_hub.urls import is_remote_url
-from pipelines.io import ERRORS, Located, dead_letter, tfrecords
+from pipelines.io import Located, tfrecords
 
 _KINDS = ("bytes_list", "int64_list", "float_list")
 
@@ -107,6 +107,17 @@ def row_schema(fmt: str, paths: list[str], text_field: str, several: bool) -> An
     return pa.schema([*fields, pa.field("embedding", pa.list_(pa.float32()))])
 
 
+def read_schema(schema: Any, text_field: str, keep: Sequence[str] | None = None) -> Any:
+    """The schema JSONL records are read into: the output's without ``embedding`` (only the
+    ``keep`` fields, when given), with the text field as a string."""
+    import pyarrow as pa
+
+    fields = [f for f in schema if f.name != "embedding" and (keep is None or f.name in keep)]
+    if text_field not in [f.name for f in fields]:
+        fields.append(pa.field(text_field, pa.string()))
+    return pa.schema(fields)
+
+
 def _json_sample(path: str, text_field: str, n: int = 200) -> Iterator[dict[str, Any]]:
     found = 0
     with FileSystems.open(path) as f:
@@ -129,49 +140,14 @@ def write_tables(tables: beam.PCollection, prefix: str, schema: Any) -> None:
     tables | "Write" >> beam.io.WriteToParquetBatched(prefix, schema, file_name_suffix=".parquet")
 
 
-class _Conform(beam.DoFn):
-    """A located record cut to the Parquet schema's fields; one whose values do not fit is a dead letter."""
-
-    def __init__(self, schema: Any) -> None:
-        self._schema = schema
-
-    def process(self, located: Located) -> Iterable[Any]:
-        import pyarrow as pa
-
-        row = {name: located.record.get(name) for name in self._schema.names}
-        try:
-            pa.RecordBatch.from_pylist([row], schema=self._schema)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as e:
-            error = f"does not fit the output's Parquet schema (set by the first records): {e}"
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, dead_letter(located.source, located.position, error, located.record)
-            )
-            return
-        yield row
-
-
-def write_rows(
-    rows: beam.PCollection,
-    prefix: str,
-    fmt: str,
-    id_field: str,
-    schema: Any,
-    errors: list[beam.PCollection],
-    count: Any,
-) -> None:
-    """Write :class:`Located` embedded records as ``fmt`` (``count`` sees each written one);
-    records that cannot be written join ``errors``."""
+def write_rows(rows: beam.PCollection, prefix: str, fmt: str, id_field: str, count: Any) -> None:
+    """Write :class:`Located` embedded records as ``fmt`` (jsonl or tfrecord; ``count`` sees each)."""
     if fmt == "jsonl":
         lines = rows | "ToJson" >> beam.Map(_jsonl_line, id_field) | "Count" >> beam.Map(count)
         lines | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
-    elif fmt == "tfrecord":
+    else:
         examples = rows | "ToExample" >> beam.Map(_example, id_field) | "Count" >> beam.Map(count)
         examples | "Write" >> beam.io.WriteToTFRecord(prefix, file_name_suffix=".tfrecord")
-    else:
-        conformed = rows | "Conform" >> beam.ParDo(_Conform(schema)).with_outputs(ERRORS, main="rows")
-        errors.append(conformed[ERRORS])
-        written = conformed.rows | "Count" >> beam.Map(count)
-        written | "Write" >> beam.io.WriteToParquet(prefix, schema, file_name_suffix=".parquet")
 
 
 def _jsonl_line(located: Located, id_field: str) -> str:

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -120,13 +120,16 @@ def dead_letter(source: str, position: int | None, error: str, record: Any) -> d
     return {"source": source, "position": position, "error": error, "record": raw}
 
 
-class _TooLong(bytes):
+class TooLong(bytes):
     """The start of a line longer than MAX_LINE_BYTES (the rest was skipped, never held in memory)."""
 
 
+Lines = Iterable[tuple[int, bytes]]  #: (1-based number, raw line without its end) of a file
+
+
 def _lines(f: Any) -> Iterator[tuple[int, bytes]]:
-    """(1-based number, raw line without its end) of a binary file; a line longer than
-    MAX_LINE_BYTES comes as a :class:`_TooLong` holding its start."""
+    """The numbered lines of a binary file; a line longer than MAX_LINE_BYTES comes as a
+    :class:`TooLong` holding its start."""
     number = 0
     while raw := f.readline(MAX_LINE_BYTES + 1):
         number += 1
@@ -135,14 +138,14 @@ def _lines(f: Any) -> Iterator[tuple[int, bytes]]:
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
             while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
                 pass  # skip to the end of the line in bounded pieces
-            yield number, _TooLong(raw[:RECORD_LIMIT])
+            yield number, TooLong(raw[:RECORD_LIMIT])
             continue
         yield number, raw.rstrip(b"\r\n")
 
 
 def _decoded(source: str, number: int, raw: bytes) -> str | dict[str, Any]:
     """The line as text, or its dead letter when it is not UTF-8 or too long."""
-    if isinstance(raw, _TooLong):
+    if isinstance(raw, TooLong):
         return dead_letter(source, number, f"the line is longer than {MAX_LINE_BYTES} bytes", bytes(raw))
     try:
         return raw.decode("utf-8")
@@ -150,8 +153,9 @@ def _decoded(source: str, number: int, raw: bytes) -> str | dict[str, Any]:
         return dead_letter(source, number, f"invalid UTF-8 at byte {e.start} of the line", raw)
 
 
-def _text(source: str, f: Any) -> Iterable[Any]:
-    for number, raw in _lines(f):
+def text_records(source: str, lines: Lines) -> Iterable[Any]:
+    """Located ``{"text": line}`` records of non-blank lines, and dead letters."""
+    for number, raw in lines:
         line = _decoded(source, number, raw)
         if isinstance(line, dict):
             yield beam.pvalue.TaggedOutput(ERRORS, line)
@@ -159,8 +163,9 @@ def _text(source: str, f: Any) -> Iterable[Any]:
             yield Located(source, number, {"text": line})
 
 
-def _jsonl(source: str, f: Any) -> Iterable[Any]:
-    for number, raw in _lines(f):
+def jsonl_records(source: str, lines: Lines) -> Iterable[Any]:
+    """Located JSON objects of non-blank lines, and dead letters."""
+    for number, raw in lines:
         line = _decoded(source, number, raw)
         if isinstance(line, dict):
             yield beam.pvalue.TaggedOutput(ERRORS, line)
@@ -179,11 +184,14 @@ def _jsonl(source: str, f: Any) -> Iterable[Any]:
         yield Located(source, number, record)
 
 
-def _csv(source: str, f: Any) -> Iterable[Any]:
+def csv_rows(source: str, lines: Lines) -> Iterable[Any]:
+    """The header (a list of names) first, then ``(1-based first line, fields)`` of each row with
+    as many fields as the header, and dead letters (malformed rows, invalid UTF-8); blank rows are
+    skipped. A quoted value may span lines."""
     consumed: list[str] = []  # the physical lines of the row being read (for its dead letter)
 
     def text_lines() -> Iterator[str]:
-        for _number, raw in _lines(f):
+        for _number, raw in lines:
             line = raw.decode("utf-8", "surrogateescape")  # checked per row below
             consumed.append(line)
             yield line + "\n"
@@ -203,6 +211,8 @@ def _csv(source: str, f: Any) -> Iterable[Any]:
             ERRORS, dead_letter(source, 1, "invalid UTF-8 in the header", consumed[0])
         )
         return
+    yield header
+    width = len(header)
     start = reader.line_num + 1
     while True:
         consumed.clear()
@@ -215,21 +225,47 @@ def _csv(source: str, f: Any) -> Iterable[Any]:
             yield beam.pvalue.TaggedOutput(ERRORS, error)
             start = reader.line_num + 1
             continue
-        raw = "\n".join(consumed).encode("utf-8", "surrogateescape")
         if not row or not any(field.strip() for field in row):
             pass  # a blank line
         elif _has_bad_utf8(row):
+            raw = "\n".join(consumed).encode("utf-8", "surrogateescape")
             yield beam.pvalue.TaggedOutput(ERRORS, dead_letter(source, start, "invalid UTF-8", raw))
-        elif len(row) != len(header):
-            error = f"malformed CSV: {len(row)} fields where the header has {len(header)}"
+        elif len(row) != width:
+            raw = "\n".join(consumed).encode("utf-8", "surrogateescape")
+            error = f"malformed CSV: {len(row)} fields where the header has {width}"
             yield beam.pvalue.TaggedOutput(ERRORS, dead_letter(source, start, error, raw))
         else:
-            yield Located(source, start, dict(zip(header, row)))
+            yield start, row
         start = reader.line_num + 1
 
 
 def _has_bad_utf8(fields: Sequence[str]) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for field in fields for ch in field)
+    """True when a field holds bytes that were not UTF-8 (decoded as lone surrogates)."""
+    try:
+        "".join(fields).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _text(source: str, f: Any) -> Iterable[Any]:
+    return text_records(source, _lines(f))
+
+
+def _jsonl(source: str, f: Any) -> Iterable[Any]:
+    return jsonl_records(source, _lines(f))
+
+
+def _csv(source: str, f: Any) -> Iterable[Any]:
+    header: list[str] = []
+    for item in csv_rows(source, _lines(f)):
+        if isinstance(item, list):
+            header = item
+        elif isinstance(item, tuple):
+            start, row = item
+            yield Located(source, start, dict(zip(header, row)))
+        else:
+            yield item
 
 
 def tfrecords(f: Any) -> Iterator[bytes]:
@@ -355,31 +391,34 @@ def _tfrecord_batches(source: str, f: Any, batch_size: int, features: dict[str, 
         yield Located(source, row, pa.Table.from_batches([decoder.DecodeBatch(chunk)]))
 
 
-_BATCH_READERS = {"parquet": _parquet_batches, "tfrecord": _tfrecord_batches}
+BATCH_READERS = {"parquet": _parquet_batches, "tfrecord": _tfrecord_batches}
+#: A reader of whole batches: (file name, open binary file, rows per batch, its options) ->
+#: Located tables (position = the first row's) and tagged dead letters.
+BatchReader = Callable[[str, Any, int, Any], Iterable[Any]]
 
 
 class _ReadBatches(beam.DoFn):
-    def __init__(self, fmt: str, batch_size: int, features: Any) -> None:
-        self._read = _BATCH_READERS[fmt]
+    def __init__(self, read: BatchReader, batch_size: int, options: Any) -> None:
+        self._read = read
         self._batch_size = batch_size
-        self._features = features
+        self._options = options
 
     def process(self, readable: fileio.ReadableFile) -> Iterable[Any]:
         with readable.open() as f:
-            yield from self._read(readable.metadata.path, f, self._batch_size, self._features)
+            yield from self._read(readable.metadata.path, f, self._batch_size, self._options)
 
 
 def read_batches(
-    p: beam.Pipeline, pattern: str, fmt: str, batch_size: int, features: dict[str, str] | None = None
+    p: beam.Pipeline, pattern: str, read: BatchReader, batch_size: int, options: Any = None
 ) -> tuple[beam.PCollection, beam.PCollection]:
-    """``(batches, errors)``: :class:`Located` Arrow tables of up to ``batch_size`` rows (position =
-    the first row's index in its file) from Parquet files, or from TFRecord files of tf.Examples
-    (``features``: name -> tf.Example kind to decode, each as a list column); corrupt files end in
-    a dead letter."""
-    read = (
+    """``(batches, errors)``: :class:`Located` Arrow tables of about ``batch_size`` rows read by
+    ``read`` from each file ``pattern`` matches (:data:`BATCH_READERS`: Parquet, and TFRecord files
+    of tf.Examples whose ``options`` maps feature names to their kinds; pipelines.blocks: text,
+    JSONL, CSV), and the dead letters of what could not be read."""
+    read_ = (
         p
         | "Match" >> fileio.MatchFiles(pattern)
         | "Open" >> fileio.ReadMatches()
-        | "Read" >> beam.ParDo(_ReadBatches(fmt, batch_size, features)).with_outputs(ERRORS, main="batches")
+        | "Read" >> beam.ParDo(_ReadBatches(read, batch_size, options)).with_outputs(ERRORS, main="batches")
     )
-    return read.batches, read[ERRORS]
+    return read_.batches, read_[ERRORS]

@@ -5,8 +5,8 @@ Measures on the same generated sentences (varied lengths, deterministic), in one
   module      builtin://all-MiniLM-L6-v2[?precision=bf16] called directly on batches, in input
               order and sorted by length (sentence-transformers sorts inside `encode`: compare
               sorted with it)
-  job         `beam-hub embed` end to end on the in-process runner (JSONL input: the per-element
-              path, sorted within bundles; Parquet input: the columnar path), wall time including
+  job         `beam-hub embed` end to end on the in-process runner (JSONL and Parquet input, both
+              read as tables and sorted by length), wall time including
               start-up, module load and writing; and the JSONL job after start-up (its time for
               all rows minus its time for one batch, both with the module already loaded)
   st          sentence-transformers on PyTorch (`--st-python` names an interpreter that has it and

@@ -126,10 +126,9 @@ def _counted(name: str) -> Any:
 
 
 def sort_window(opts: Any) -> int:
-    """Rows sorted by length together (per bundle on the per-element path, per read on the columnar
-    one): 128 batches, at least 8,192 rows, so that batches of similar lengths pad little (measured on
-    bench/embed.py's JSONL job: 1,024 rows at a time 26.8 s, 4,096 26.5 s, 8,192 25.2 s; the texts
-    held are a few MB)."""
+    """Rows read (and sorted by length) together: 128 batches, at least 8,192 rows, so that batches
+    of similar lengths pad little (measured on bench/embed.py's JSONL job when it sorted per bundle:
+    1,024 rows at a time 26.8 s, 4,096 26.5 s, 8,192 25.2 s; the texts held are a few MB)."""
     return max(128 * opts.batch_size, 8192)
 
 

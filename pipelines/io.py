@@ -318,7 +318,7 @@ def _parquet(source: str, f: Any) -> Iterable[Any]:
     import pyarrow.parquet as pq
 
     row = 0
-    for batch in pq.ParquetFile(f).iter_batches():
+    for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches():
         for i, record in enumerate(batch.to_pylist()):
             yield Located(source, row + i, record)
         row += batch.num_rows
@@ -358,7 +358,9 @@ def _parquet_batches(source: str, f: Any, batch_size: int, _features: Any) -> It
     import pyarrow.parquet as pq
 
     row = 0
-    for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size):
+    # pre_buffer (pyarrow's default) keeps what it read ahead: the reading process grew by ~25%
+    # over a 10,000,000-row file; without it memory stays flat
+    for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=batch_size):
         yield Located(source, row, pa.Table.from_batches([batch]))
         row += batch.num_rows
 

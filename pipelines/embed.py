@@ -26,11 +26,11 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 import beam_hub
-from beam_hub.beam.options import HubOptions  # noqa: F401 - registers --hub_cache_dir before flags are checked
-from pipelines import blocks, embed_io
+from beam_hub.beam.options import HubOptions  # registers --hub_cache_dir before flags are checked
+from pipelines import blocks, embed_io, progress
 from pipelines.blocks import MISFIT, RECORD, ROW, SOURCE
 from pipelines.io import (
     BATCH_READERS,
@@ -115,21 +115,25 @@ class EmbedOptions(PipelineOptions):
         )
 
 
-def _counted(name: str) -> Any:
+def _counted(name: str, note: Any) -> Any:
+    """A function that counts ``n`` (default 1) per element in the Beam counter ``name`` and
+    tells ``note`` (a module-level function of :mod:`pipelines.progress`), passing the element on."""
     counter = Metrics.counter(COUNTERS, name)
 
     def count(element: Any, n: int = 1) -> Any:
         counter.inc(n)
+        note(n)
         return element
 
     return count
 
 
 def sort_window(opts: Any) -> int:
-    """Rows read (and sorted by length) together: 128 batches, at least 8,192 rows, so that batches
+    """Rows read (and sorted by length) together: 32 batches, at least 8,192 rows, so that batches
     of similar lengths pad little (measured on bench/embed.py's JSONL job when it sorted per bundle:
-    1,024 rows at a time 26.8 s, 4,096 26.5 s, 8,192 25.2 s; the texts held are a few MB)."""
-    return max(128 * opts.batch_size, 8192)
+    1,024 rows at a time 26.8 s, 4,096 26.5 s, 8,192 25.2 s; the texts held are a few MB), and a
+    step of the progress line comes every ~15 s even with MiniLM on 2 cores."""
+    return max(32 * opts.batch_size, 8192)
 
 
 # --- the columnar path (every format) ------------------------------------------------------------
@@ -260,6 +264,7 @@ def _columnar(p: beam.Pipeline, opts: Any, fmt: str, paths: list[str], apply: di
     )
     embedded, failed = (
         usable.tables
+        | "Windows" >> beam.FlatMap(_windows, sort_window(opts))
         | "Embed"
         >> beam_hub.ApplyHubModule(
             opts.module, columns=text, output_column="embedding", **apply
@@ -267,6 +272,13 @@ def _columnar(p: beam.Pipeline, opts: Any, fmt: str, paths: list[str], apply: di
     )
     errors = [read_errors, usable[ERRORS], failed | "FailedRows" >> beam.Map(_failed_table_row)]
     return embedded, schema, errors
+
+
+def _windows(table: Any, rows: int) -> Iterable[Any]:
+    """``table`` in zero-copy slices of at most ``rows`` rows: the sort window (a text block read
+    in one piece may hold more), and a progress step a user sees even with a slow module."""
+    for lo in range(0, table.num_rows, rows):
+        yield table.slice(lo, rows)
 
 
 def is_local(opts: Any) -> bool:
@@ -300,7 +312,7 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
         "min_batch_size": opts.batch_size,
     }
     id_field = "id" if fmt in ("text", "csv") else opts.id_field
-    count = _counted("rows_embedded")
+    count = _counted("rows_embedded", progress.note_rows)
     tables, schema, errors = _columnar(p, opts, fmt, paths, apply)
     if opts.format == "parquet":
         conformed = tables | "Conform" >> beam.ParDo(_ConformTable(schema)).with_outputs(
@@ -315,7 +327,7 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
     _ = (
         errors
         | "AllErrors" >> beam.Flatten()
-        | "CountErrors" >> beam.Map(_counted("rows_rejected"))
+        | "CountErrors" >> beam.Map(_counted("rows_rejected", progress.note_rejected))
         | "ErrorLines" >> beam.Map(lambda e: json.dumps(e, ensure_ascii=False, default=repr))
         | "WriteErrors" >> beam.io.WriteToText(opts.output + "-errors", file_name_suffix=".jsonl")
     )
@@ -367,14 +379,23 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if opts.precision:
         opts.module = with_precision(opts.module, opts.precision)
     start = time.perf_counter()
+    local = is_local(opts)
     p = beam.Pipeline(options=options)
-    info = build(p, opts)
-    with embed_io.staging_removed_on_failure(opts.output):
-        result = p.run()
-        result.wait_until_finish()
+    info = build(p, opts)  # checks the input and output first: a usage error costs no module build
+    module_seconds = _ready_module(opts) if local else None
+    in_process = local and options.view_as(DirectOptions).direct_running_mode == "in_memory"
+    if in_process:  # the job's steps run in this process: they feed its progress line
+        progress.PROGRESS.start(embed_io.total_bytes(opts.input))
+    try:
+        with embed_io.staging_removed_on_failure(opts.output):
+            result = p.run()
+            result.wait_until_finish()
+    finally:
+        progress.PROGRESS.close()
     seconds = time.perf_counter() - start
     rows, rejected = _counter(result, "rows_embedded"), _counter(result, "rows_rejected")
-    local = options.view_as(StandardOptions).runner in LOCAL_RUNNERS
+    # the module's own calls, summed: one worker's time only when one process ran them all
+    embedding = _total_msecs(result, "inference_msecs") if in_process else None
     if rejected == 0:
         embed_io.remove(info["errors"])  # Beam writes an empty shard; no errors, no errors file
     found = embed_io.matches(info["pattern"]) if local else []
@@ -384,11 +405,58 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "max_errors": opts.max_errors,
         "seconds": seconds,
         "rows_per_second": (rows or 0) / seconds if seconds else 0.0,
+        # where the time went (in-process runs): the module's own calls, and a first-use build
+        # or download of the module (local runs resolve it before the pipeline starts)
+        "embedding_seconds": embedding / 1000 if embedding is not None else None,
+        "module_seconds": module_seconds,
         "outputs": found or [info["pattern"]],
         "errors": info["errors"],
         "module": opts.module,
         "state": str(getattr(result, "state", "DONE")),
     }
+
+
+def _ready_module(opts: Any) -> float:
+    """Resolve the job's module here, before the pipeline starts (a local run's workers are this
+    process), so that a first-use build or download is its own step with its own time."""
+    hub = opts.view_as(HubOptions)
+    start = time.perf_counter()
+    beam_hub.resolve(
+        beam_hub.resolve_version(opts.module),
+        cache_dir=hub.hub_cache_dir,
+        local_cache_dir=hub.hub_local_cache_dir,
+    )
+    return time.perf_counter() - start
+
+
+def _rates(summary: dict[str, Any]) -> str:
+    """How the time went: the module's own calls (its rate), a first-use build, and the rest."""
+    module = summary["module"]
+    embedding = summary["embedding_seconds"]
+    if not embedding or not summary["rows"]:
+        return f" ({summary['rows_per_second']:.0f} rows/s) with {module}"
+    built = summary["module_seconds"] or 0.0
+    parts = [f"{embedding:.1f}s embedding ({summary['rows'] / embedding:,.0f} rows/s)"]
+    if built >= 1.0:
+        parts.append(f"{built:.1f}s building or fetching the module (once)")
+    rest = summary["seconds"] - embedding - (built if built >= 1.0 else 0.0)
+    if rest > 0:
+        parts.append(f"{rest:.1f}s start-up and I/O")
+    return f" with {module}: {', '.join(parts)}"
+
+
+def _total_msecs(result: Any, name: str) -> float | None:
+    """The sum of a beam_hub distribution (e.g. inference_msecs), or None when not reported."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from beam_hub.beam.metrics import METRICS_NAMESPACE
+
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE).with_name(name))
+    except Exception:  # noqa: BLE001 - some runners report no metrics
+        return None
+    total = sum(d.committed.sum for d in found["distributions"] if d.committed is not None)
+    return float(total) if found["distributions"] else None
 
 
 def _counter(result: Any, name: str) -> int | None:
@@ -413,8 +481,7 @@ def main(argv: Sequence[str] | None = None, *, verbose: bool = False) -> int:
         )
     else:
         print(
-            f"embedded {rows} rows in {summary['seconds']:.1f}s ({summary['rows_per_second']:.0f} rows/s) "
-            f"with {summary['module']}; rejected {rejected or 0}"
+            f"embedded {rows} rows in {summary['seconds']:.1f}s{_rates(summary)}; rejected {rejected or 0}"
             + (f" (errors: {summary['errors']})" if rejected else "")
         )
     for path in summary["outputs"]:

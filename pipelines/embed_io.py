@@ -172,6 +172,11 @@ def _example(located: Located, id_field: str) -> bytes:
 # --- after the job ------------------------------------------------------------------------------
 
 
+def total_bytes(pattern: str) -> int:
+    """The size of every file ``pattern`` matches (for the progress line's ETA)."""
+    return sum(m.size_in_bytes or 0 for r in FileSystems.match([pattern]) for m in r.metadata_list)
+
+
 def matches(pattern: str) -> list[str]:
     return sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
 

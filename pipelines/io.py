@@ -29,7 +29,10 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+from pipelines.progress import PROGRESS
 
 INPUT_FORMATS = {
     ".txt": "text",
@@ -406,8 +409,32 @@ class _ReadBatches(beam.DoFn):
         self._options = options
 
     def process(self, readable: fileio.ReadableFile) -> Iterable[Any]:
+        path, size = readable.metadata.path, readable.metadata.size_in_bytes or 0
+        # a compressed file's position is in its decompressed bytes: its share is known at its end
+        plain = CompressionTypes.detect_compression_type(path) == CompressionTypes.UNCOMPRESSED
+        PROGRESS.began()
+        done = 0
         with readable.open() as f:
-            yield from self._read(readable.metadata.path, f, self._batch_size, self._options)
+            for item in self._read(path, f, self._batch_size, self._options):
+                at = min(_tell(f), size) if plain else done
+                PROGRESS.read(at - done, _rows(item))
+                done = max(done, at)
+                yield item
+        PROGRESS.read(size - done, 0)
+
+
+def _rows(item: Any) -> int:
+    """The rows a reader's item holds: a located table's, or one (a dead letter)."""
+    record = getattr(item, "record", None)
+    return int(getattr(record, "num_rows", 1))
+
+
+def _tell(f: Any) -> int:
+    """Where a file being read is (0 when it cannot say)."""
+    try:
+        return f.tell()
+    except (OSError, AttributeError, ValueError):
+        return 0
 
 
 def read_batches(

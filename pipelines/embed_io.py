@@ -11,10 +11,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io.filebasedsink import FileBasedSink
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_hub.download import filesystem
 from beam_hub.urls import is_remote_url
+from pipelines.ahead import WriteBehind
 from pipelines.io import Located, tfrecords
 
 _KINDS = ("bytes_list", "int64_list", "float_list")
@@ -137,7 +140,47 @@ def _json_sample(path: str, text_field: str, n: int = 200) -> Iterator[dict[str,
 
 
 def write_tables(tables: beam.PCollection, prefix: str, schema: Any) -> None:
-    tables | "Write" >> beam.io.WriteToParquetBatched(prefix, schema, file_name_suffix=".parquet")
+    """Write Arrow ``tables`` as Parquet shards ``PREFIX-SSSSS-of-NNNNN.parquet``."""
+    tables | "Write" >> beam.io.Write(_ParquetTables(prefix, schema))
+
+
+class _ParquetTables(FileBasedSink):
+    """Beam's Parquet sink (WriteToParquetBatched: uncompressed, Beam's shard names), but the
+    ``embedding`` column written without dictionary encoding or statistics: pyarrow's defaults
+    try a dictionary of every float and give it up page by page, which made writing 5x slower
+    (40 ms against 8 ms per 8,192 rows of 64 floats) and the file larger (2.8 MB against 2.2 MB)."""
+
+    def __init__(self, prefix: str, schema: Any) -> None:
+        super().__init__(
+            prefix,
+            coder=None,
+            file_name_suffix=".parquet",
+            mime_type="application/x-parquet",
+            compression_type=CompressionTypes.UNCOMPRESSED,
+        )
+        self._schema = schema
+
+    def open(self, temp_path: str) -> Any:
+        import pyarrow.parquet as pq
+
+        handle = super().open(temp_path)
+        plain = [name for name in self._schema.names if name != "embedding"]
+        writer = pq.ParquetWriter(
+            handle, self._schema, compression="none", use_dictionary=plain, write_statistics=plain
+        )
+        # written on a second thread (pyarrow releases the GIL) while the next table is embedded
+        return writer, WriteBehind(writer.write_table), handle
+
+    def write_record(self, file_handle: Any, value: Any) -> None:
+        file_handle[1].put(value)
+
+    def close(self, file_handle: Any) -> None:
+        writer, behind, handle = file_handle
+        try:
+            behind.close()
+            writer.close()
+        finally:
+            handle.close()
 
 
 def write_rows(rows: beam.PCollection, prefix: str, fmt: str, id_field: str, count: Any) -> None:

@@ -32,6 +32,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.ahead import read_ahead
 from pipelines.progress import PROGRESS
 
 INPUT_FORMATS = {
@@ -415,9 +416,14 @@ class _ReadBatches(beam.DoFn):
         PROGRESS.began()
         done = 0
         with readable.open() as f:
-            for item in self._read(path, f, self._batch_size, self._options):
-                at = min(_tell(f), size) if plain else done
-                PROGRESS.read(at - done, _rows(item))
+
+            def read() -> Iterator[tuple[Any, int]]:  # each item, and where the file was after it
+                for item in self._read(path, f, self._batch_size, self._options):
+                    yield item, (min(_tell(f), size) if plain else 0)
+
+            # the next table is read (pyarrow releases the GIL) while this one is embedded
+            for item, at in read_ahead(read(), depth=1):
+                PROGRESS.read(max(at - done, 0), _rows(item))
                 done = max(done, at)
                 yield item
         PROGRESS.read(size - done, 0)

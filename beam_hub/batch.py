@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from beam_hub import columnar
+from beam_hub import columnar, settings
 from beam_hub.errors import InputError
 from beam_hub.module import HubModule
 from beam_hub.signatures import SignatureSpec, TensorInfo
@@ -130,19 +131,29 @@ class LoadedModule:
         columns. The output is column ``output_column`` (``{output_column}_{key}`` per output with
         ``as_dict``). Calls the signature on sub-batches of at most ``max_rows`` rows, taking
         string inputs in order of length, and puts every output row back in its input row's place.
+        Up to BEAM_HUB_CALL_THREADS sub-batches (default: the CPU cores) are called at once on
+        threads: TensorFlow releases the GIL while a call runs; each row's output is the same.
         """
         n = columnar.num_rows(batch)
         spec = self.spec(apply)
         mapping = _input_columns(columns, spec)
         inputs = {name: columnar.column(batch, col) for name, col in mapping.items()}
         order = _length_order(batch, mapping, spec)
-        pieces = []
-        for lo in range(0, n, max_rows):
+
+        def call(lo: int) -> Any:
             rows = order[lo : lo + max_rows]
             chunk = {k: v[rows] for k, v in inputs.items()}
-            pieces.append(
-                self.apply_columns(chunk if len(chunk) > 1 else next(iter(chunk.values())), apply, len(rows))
+            return self.apply_columns(
+                chunk if len(chunk) > 1 else next(iter(chunk.values())), apply, len(rows)
             )
+
+        starts = range(0, n, max_rows)
+        threads = min(settings.call_threads(), len(starts))
+        if threads > 1:  # TensorFlow releases the GIL in a call: sub-batches run side by side
+            with ThreadPoolExecutor(threads, thread_name_prefix="beam-hub-call") as pool:
+                pieces = list(pool.map(call, starts))
+        else:
+            pieces = [call(lo) for lo in starts]
         if not pieces:
             return batch
         inverse = np.empty(n, dtype=np.int64)

@@ -24,6 +24,7 @@
 | HF_HUB_OFFLINE                | 1/true: hf:// handles come from the cache only              | off |
 | BEAM_HUB_NATIVE_BF16          | 1/0: say whether the CPU computes bf16 natively (precision=auto) | read from the CPU flags |
 | BEAM_HUB_AUDIT                | warn, refuse or off: what loading does with audit findings  | warn |
+| BEAM_HUB_CALL_THREADS         | sub-batches of one columnar batch called at once            | CPU cores |
 
 A value that cannot be used raises :class:`~beam_hub.errors.ConfigError` naming the variable.
 """
@@ -116,6 +117,16 @@ def download_retries() -> int:
 
 def max_extract_bytes() -> int:
     return _int("BEAM_HUB_MAX_EXTRACT_BYTES", 64 * 2**30)
+
+
+def call_threads() -> int:
+    """BEAM_HUB_CALL_THREADS: how many sub-batches of one table ``apply_table`` calls at once
+    (TensorFlow releases the GIL while a call runs); default: this process's CPU cores."""
+    default = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    value = _int("BEAM_HUB_CALL_THREADS", default)
+    if value < 1:
+        raise ConfigError(f"BEAM_HUB_CALL_THREADS={_raw('BEAM_HUB_CALL_THREADS')!r} must be at least 1.")
+    return value
 
 
 def progress_mode() -> bool | None:

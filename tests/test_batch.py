@@ -67,4 +67,52 @@ def test_apply_table_sorts_strings_by_length_and_restores_the_order(modules_dir)
     loaded.apply_columns = lambda inputs, apply, n: seen.append(list(inputs)) or inner(inputs, apply, n)
     out = loaded.apply_table(pa.table({"text": texts}), "text", ApplySpec(), output_column="e", max_rows=2)
     assert out.column("e").to_pylist() == [text_features(t) for t in texts]
-    assert seen == [["", "z"], ["mid size", "ünïcödé"], ["a long sentence of several words"]]  # by length
+    # by length (the sub-batches may be called side by side: in any order)
+    assert sorted(seen) == sorted([["", "z"], ["mid size", "ünïcödé"], ["a long sentence of several words"]])
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_apply_table_calls_sub_batches_side_by_side_with_the_same_outputs(modules_dir, monkeypatch, threads):
+    import threading
+
+    import pyarrow as pa
+
+    from modules import text_features
+
+    monkeypatch.setenv("BEAM_HUB_CALL_THREADS", threads)
+    texts = [f"text {i} " + "word " * (i % 7) for i in range(40)]
+    loaded = LoadedModule(beam_hub.load(modules_dir["text_embedder"]))
+    callers = set()
+    inner = loaded.apply_columns
+    loaded.apply_columns = lambda inputs, apply, n: (
+        callers.add(threading.current_thread().name) or inner(inputs, apply, n)
+    )
+    out = loaded.apply_table(pa.table({"text": texts}), "text", ApplySpec(), output_column="e", max_rows=3)
+    assert out.column("e").to_pylist() == [text_features(t) for t in texts]
+    on_threads = {name for name in callers if name.startswith("beam-hub-call")}
+    assert (callers == {threading.current_thread().name}) if threads == "1" else (callers == on_threads)
+    assert not [t for t in threading.enumerate() if t.name.startswith("beam-hub-call")]  # none left
+
+
+def test_minilm_gives_the_same_bits_on_one_thread_and_on_two(minilm_cache, monkeypatch):
+    import pyarrow as pa
+
+    texts = [f"Sentence number {i} says " + "more " * (i % 11) for i in range(96)]
+    loaded = LoadedModule(beam_hub.load("builtin://all-MiniLM-L6-v2", cache_dir=minilm_cache))
+    table = pa.table({"text": texts})
+    outputs = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("BEAM_HUB_CALL_THREADS", threads)
+        out = loaded.apply_table(table, "text", ApplySpec(), output_column="e", max_rows=16)
+        outputs[threads] = np.stack(out.column("e").to_numpy(zero_copy_only=False))
+    assert np.array_equal(outputs["1"], outputs["2"])
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_call_threads_setting_is_checked(monkeypatch, value):
+    from beam_hub import settings
+    from beam_hub.errors import ConfigError
+
+    monkeypatch.setenv("BEAM_HUB_CALL_THREADS", value)
+    with pytest.raises(ConfigError, match="BEAM_HUB_CALL_THREADS"):
+        settings.call_threads()

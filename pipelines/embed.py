@@ -321,9 +321,11 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
         errors.append(conformed[ERRORS])
         tables = conformed.tables | "Count" >> beam.Map(lambda t: count(t, t.num_rows))
         embed_io.write_tables(tables, opts.output, schema)
+    elif opts.format == "jsonl":
+        embed_io.write_jsonl_tables(tables, opts.output, id_field, count)
     else:
         rows = tables | "ToRows" >> beam.FlatMap(_located_rows)
-        embed_io.write_rows(rows, opts.output, opts.format, id_field, count)
+        embed_io.write_rows(rows, opts.output, id_field, count)
     _ = (
         errors
         | "AllErrors" >> beam.Flatten()

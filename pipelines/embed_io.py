@@ -18,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_hub.download import filesystem
 from beam_hub.urls import is_remote_url
 from pipelines.ahead import WriteBehind
+from pipelines.blocks import MISFIT, RECORD
 from pipelines.io import Located, tfrecords
 
 _KINDS = ("bytes_list", "int64_list", "float_list")
@@ -183,22 +184,66 @@ class _ParquetTables(FileBasedSink):
             handle.close()
 
 
-def write_rows(rows: beam.PCollection, prefix: str, fmt: str, id_field: str, count: Any) -> None:
-    """Write :class:`Located` embedded records as ``fmt`` (jsonl or tfrecord; ``count`` sees each)."""
-    if fmt == "jsonl":
-        lines = rows | "ToJson" >> beam.Map(_jsonl_line, id_field) | "Count" >> beam.Map(count)
-        lines | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
-    else:
-        examples = rows | "ToExample" >> beam.Map(_example, id_field) | "Count" >> beam.Map(count)
-        examples | "Write" >> beam.io.WriteToTFRecord(prefix, file_name_suffix=".tfrecord")
+def write_jsonl_tables(tables: beam.PCollection, prefix: str, id_field: str, count: Any) -> None:
+    """Write embedded tables as JSONL shards, a line ``{"id": ..., "embedding": [...]}`` per row;
+    each table becomes one block of lines (one Beam element, not one per row); ``count(block, n)``
+    sees each block and its rows."""
+    blocks = (
+        tables
+        | "ToJson" >> beam.FlatMap(_jsonl_block, id_field)
+        | "Count" >> beam.Map(lambda block: count(block[0], block[1]))
+    )
+    blocks | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
 
 
-def _jsonl_line(located: Located, id_field: str) -> str:
-    record = located.record
-    ident = record.get(id_field)
-    if isinstance(ident, bytes):
-        ident = ident.decode("utf-8", "replace")
-    return json.dumps({"id": ident, "embedding": record["embedding"]}, ensure_ascii=False, default=str)
+def _jsonl_block(table: Any, id_field: str) -> Iterator[tuple[str, int]]:
+    """The table's lines joined by newlines (WriteToText ends the last), and how many."""
+    n = table.num_rows
+    if not n:
+        return
+    ids = table.column(id_field).to_pylist() if id_field in table.column_names else [None] * n
+    if MISFIT in table.column_names:  # a JSONL record read with only its text: its id is in its line
+        for i, (why, raw) in enumerate(
+            zip(table.column(MISFIT).to_pylist(), table.column(RECORD).to_pylist(), strict=True)
+        ):
+            if why is not None:
+                ids[i] = json.loads(raw).get(id_field)
+    lines = [
+        '{"id": '
+        + json.dumps(
+            ident.decode("utf-8", "replace") if isinstance(ident, bytes) else ident,
+            ensure_ascii=False,
+            default=str,
+        )
+        + ', "embedding": '
+        + vector
+        + "}"
+        for ident, vector in zip(ids, _json_vectors(table.column("embedding")), strict=True)
+    ]
+    yield "\n".join(lines), n
+
+
+def _json_vectors(column: Any) -> list[str]:
+    """Each row's embedding as a JSON array. orjson writes the float32 values widened to float64
+    (the numbers ``json.dumps`` wrote, in 1/14 of the time: 3 against 44 us a row of 64), from
+    one numpy matrix when every row has the same length (what a module's batch output is)."""
+    import numpy as np
+    import orjson
+    import pyarrow.compute as pc
+
+    array = column.combine_chunks()
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False) if len(array) else []
+    if array.null_count == 0 and len(array) and (lengths == lengths[0]).all():
+        flat = pc.list_flatten(array).to_numpy(zero_copy_only=False).astype(np.float64)
+        matrix = flat.reshape(len(array), int(lengths[0]))
+        return [orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode() for row in matrix]
+    return [orjson.dumps(vector).decode() for vector in array.to_pylist()]
+
+
+def write_rows(rows: beam.PCollection, prefix: str, id_field: str, count: Any) -> None:
+    """Write :class:`Located` embedded records as TFRecord tf.train.Examples (``count`` sees each)."""
+    examples = rows | "ToExample" >> beam.Map(_example, id_field) | "Count" >> beam.Map(count)
+    examples | "Write" >> beam.io.WriteToTFRecord(prefix, file_name_suffix=".tfrecord")
 
 
 def _example(located: Located, id_field: str) -> bytes:

@@ -92,6 +92,29 @@ def test_text_lines_to_jsonl(tmp_path, modules_dir):
     assert {r["id"]: r["embedding"] for r in lines}[3] == text_features(TEXTS[2])
 
 
+def test_jsonl_output_of_many_tables_has_one_line_per_row(tmp_path, modules_dir):
+    """JSONL output is written a table at a time: every row once, no blank line between tables,
+    and a record whose id does not fit the first records' type keeps the id from its line."""
+    src = tmp_path / "in.jsonl"
+    n = 20_000  # three sort windows
+    with open(src, "w", encoding="utf-8") as f:
+        for i in range(n):
+            ident = i if i != 15_000 else "fifteen thousand"
+            f.write(json.dumps({"id": ident, "text": f"row {i} " + "w " * (i % 5)}) + "\n")
+    run(
+        "--input", str(src), "--output", str(tmp_path / "emb"), "--format", "jsonl",
+        "--module", modules_dir["text_embedder"],
+    )  # fmt: skip
+    (path,) = glob.glob(str(tmp_path / "emb-*.jsonl"))
+    text = open(path, encoding="utf-8").read()
+    assert text.endswith("}\n") and "\n\n" not in text
+    lines = [json.loads(line) for line in text.splitlines()]
+    by_id = {r["id"]: r["embedding"] for r in lines}
+    assert len(lines) == n and set(by_id) == {*range(n)} - {15_000} | {"fifteen thousand"}
+    assert by_id["fifteen thousand"] == text_features("row 15000 ")
+    assert by_id[19_999] == text_features("row 19999 " + "w " * 4)
+
+
 def test_csv_to_tfrecord(tmp_path, modules_dir):
     import tensorflow as tf
 
@@ -236,3 +259,27 @@ def test_tfrecord_examples_columnar_path(tmp_path, modules_dir):
         json.loads(line) for f in glob.glob(str(tmp_path / "j*.jsonl")) for line in open(f, encoding="utf-8")
     ]
     assert sorted(r["id"] for r in lines) == [100 + i for i in range(len(TEXTS))]
+
+
+def test_json_vectors_are_the_numbers_json_wrote():
+    """Embeddings are written by orjson from one matrix: the same numbers (float32 widened to
+    float64) as json.dumps of the row's list; rows of other lengths or nulls take the slow path."""
+    from pipelines.embed_io import _json_vectors
+
+    values = np.random.default_rng(0).standard_normal((50, 7)).astype(np.float32)
+    values[0, :3] = [1e-5, -0.0, 3.4e38]
+    column = pa.chunked_array(
+        [
+            pa.array(values[:20].tolist(), pa.list_(pa.float32())),
+            pa.array(values[20:].tolist(), pa.list_(pa.float32())),
+        ]
+    )
+    assert [json.loads(v) for v in _json_vectors(column)] == [
+        json.loads(json.dumps(row)) for row in column.to_pylist()
+    ]
+    ragged = pa.chunked_array([pa.array([[1.5, 2.25], [0.1], None], pa.list_(pa.float32()))])
+    assert [json.loads(v) for v in _json_vectors(ragged)] == [
+        [1.5, 2.25],
+        [pa.scalar(0.1, pa.float32()).as_py()],
+        None,
+    ]

@@ -95,22 +95,14 @@ def texts(tmp_path) -> str:
     return str(path)
 
 
+def job_args(texts: str, out: str, module: str) -> list[str]:
+    return ["--input", texts, "--output", out, "--module", module]
+
+
 def test_the_job_shows_progress_and_a_summary_with_its_embedding_rate(texts, tmp_path, modules_dir):
+    args = job_args(texts, str(tmp_path / "emb"), modules_dir["text_embedder"])
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "beam_hub",
-            "embed",
-            "--input",
-            texts,
-            "--output",
-            str(tmp_path / "emb"),
-            "--module",
-            modules_dir["text_embedder"],
-            "--max-errors",
-            "1",
-        ],
+        [sys.executable, "-m", "beam_hub", "embed", *args, "--max-errors", "1"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -129,15 +121,7 @@ def test_the_job_shows_progress_and_a_summary_with_its_embedding_rate(texts, tmp
 
 def test_summary_parts_add_up(texts, tmp_path, modules_dir):
     summary = embed.run(
-        [
-            "--runner=FnApiRunner",
-            "--input",
-            texts,
-            "--output",
-            str(tmp_path / "emb"),
-            "--module",
-            modules_dir["text_embedder"],
-        ]
+        ["--runner=FnApiRunner", *job_args(texts, str(tmp_path / "emb"), modules_dir["text_embedder"])]
     )
     assert summary["rows"] == 3000 and summary["rejected"] == 1
     assert 0 < summary["embedding_seconds"] < summary["seconds"]

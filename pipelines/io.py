@@ -193,10 +193,15 @@ def csv_rows(source: str, lines: Lines) -> Iterable[Any]:
     as many fields as the header, and dead letters (malformed rows, invalid UTF-8); blank rows are
     skipped. A quoted value may span lines."""
     consumed: list[str] = []  # the physical lines of the row being read (for its dead letter)
+    bad: list[bool] = [False]  # whether one of them was not UTF-8
 
     def text_lines() -> Iterator[str]:
         for _number, raw in lines:
-            line = raw.decode("utf-8", "surrogateescape")  # checked per row below
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                line = raw.decode("utf-8", "surrogateescape")  # the row becomes a dead letter
+                bad[0] = True
             consumed.append(line)
             yield line + "\n"
 
@@ -220,6 +225,7 @@ def csv_rows(source: str, lines: Lines) -> Iterable[Any]:
     start = reader.line_num + 1
     while True:
         consumed.clear()
+        bad[0] = False
         try:
             row = next(reader)
         except StopIteration:
@@ -229,9 +235,9 @@ def csv_rows(source: str, lines: Lines) -> Iterable[Any]:
             yield beam.pvalue.TaggedOutput(ERRORS, error)
             start = reader.line_num + 1
             continue
-        if not row or not any(field.strip() for field in row):
+        if not "".join(row).strip():
             pass  # a blank line
-        elif _has_bad_utf8(row):
+        elif bad[0]:
             raw = "\n".join(consumed).encode("utf-8", "surrogateescape")
             yield beam.pvalue.TaggedOutput(ERRORS, dead_letter(source, start, "invalid UTF-8", raw))
         elif len(row) != width:

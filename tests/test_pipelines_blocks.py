@@ -213,3 +213,20 @@ def test_an_over_long_line_is_one_bad_record_in_any_block(monkeypatch):
         )
         assert sorted(got) == [1, 3]
         assert [(d["position"], d["error"]) for d in letters] == [(2, "the line is longer than 100 bytes")]
+
+
+def test_csv_rows_set_aside_a_row_with_a_bad_byte_on_any_of_its_lines_and_only_that_row():
+    data = (
+        b"key,body\n"
+        b'a,"first line\nsecond line with caf\xe9"\n'  # the bad byte on a continuation line
+        b"b,clean after it\n"
+        b'c,"caf\xe9 on the first line\nthen clean"\n'
+        b"d,clean again\n"
+    )
+    lines = list(enumerate(data.split(b"\n")[:-1], start=1))
+    items = list(pio.csv_rows("f", lines))
+    assert items[0] == ["key", "body"]
+    rows = [item for item in items[1:] if not isinstance(item, beam.pvalue.TaggedOutput)]
+    letters = [item.value for item in items[1:] if isinstance(item, beam.pvalue.TaggedOutput)]
+    assert rows == [(4, ["b", "clean after it"]), (7, ["d", "clean again"])]
+    assert [(d["position"], d["error"]) for d in letters] == [(2, "invalid UTF-8"), (5, "invalid UTF-8")]

@@ -286,17 +286,6 @@ def is_local(opts: Any) -> bool:
     return opts.view_as(StandardOptions).runner in LOCAL_RUNNERS
 
 
-def _located_rows(table: Any) -> list[Located]:
-    out = []
-    for row in table.to_pylist():
-        source, position = row.pop(SOURCE), row.pop(ROW)
-        why, raw = row.pop(MISFIT, None), row.pop(RECORD, None)
-        if why is not None:  # a JSONL record read with only its text: the rest is in its line
-            row = {**json.loads(raw), "embedding": row["embedding"]}
-        out.append(Located(source, position, row))
-    return out
-
-
 # --- the job -----------------------------------------------------------------------------------
 
 
@@ -324,8 +313,7 @@ def build(p: beam.Pipeline, opts: EmbedOptions) -> dict[str, Any]:
     elif opts.format == "jsonl":
         embed_io.write_jsonl_tables(tables, opts.output, id_field, count)
     else:
-        rows = tables | "ToRows" >> beam.FlatMap(_located_rows)
-        embed_io.write_rows(rows, opts.output, id_field, count)
+        embed_io.write_example_tables(tables, opts.output, id_field, count)
     _ = (
         errors
         | "AllErrors" >> beam.Flatten()
@@ -438,10 +426,11 @@ def _rates(summary: dict[str, Any]) -> str:
     if not embedding or not summary["rows"]:
         return f" ({summary['rows_per_second']:.0f} rows/s) with {module}"
     built = summary["module_seconds"] or 0.0
+    built = built if built >= 1.0 else 0.0  # a warm cache's check is start-up, not a build
     parts = [f"{embedding:.1f}s embedding ({summary['rows'] / embedding:,.0f} rows/s)"]
-    if built >= 1.0:
+    if built:
         parts.append(f"{built:.1f}s building or fetching the module (once)")
-    rest = summary["seconds"] - embedding - (built if built >= 1.0 else 0.0)
+    rest = summary["seconds"] - embedding - built
     if rest > 0:
         parts.append(f"{rest:.1f}s start-up and I/O")
     return f" with {module}: {', '.join(parts)}"
@@ -449,27 +438,29 @@ def _rates(summary: dict[str, Any]) -> str:
 
 def _total_msecs(result: Any, name: str) -> float | None:
     """The sum of a beam_hub distribution (e.g. inference_msecs), or None when not reported."""
-    from apache_beam.metrics.metric import MetricsFilter
-
     from beam_hub.beam.metrics import METRICS_NAMESPACE
 
-    try:
-        found = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE).with_name(name))
-    except Exception:  # noqa: BLE001 - some runners report no metrics
+    found = _metrics(result, METRICS_NAMESPACE, name, "distributions")
+    if not found:
         return None
-    total = sum(d.committed.sum for d in found["distributions"] if d.committed is not None)
-    return float(total) if found["distributions"] else None
+    return float(sum(d.committed.sum for d in found if d.committed is not None))
 
 
 def _counter(result: Any, name: str) -> int | None:
     """The committed counter, or None when the runner reports no metrics."""
+    found = _metrics(result, COUNTERS, name, "counters")
+    return None if found is None else sum(c.committed or 0 for c in found)
+
+
+def _metrics(result: Any, namespace: str, name: str, kind: str) -> list[Any] | None:
+    """The job's metric results of ``kind`` ("counters", "distributions") named ``name``, or
+    None when the runner reports no metrics."""
     from apache_beam.metrics.metric import MetricsFilter
 
     try:
-        found = result.metrics().query(MetricsFilter().with_namespace(COUNTERS).with_name(name))["counters"]
+        return result.metrics().query(MetricsFilter().with_namespace(namespace).with_name(name))[kind]
     except Exception:  # noqa: BLE001 - some runners report no metrics
         return None
-    return sum(c.committed or 0 for c in found)
 
 
 def main(argv: Sequence[str] | None = None, *, verbose: bool = False) -> int:

@@ -19,7 +19,7 @@ from beam_hub.download import filesystem
 from beam_hub.urls import is_remote_url
 from pipelines.ahead import WriteBehind
 from pipelines.blocks import MISFIT, RECORD
-from pipelines.io import Located, tfrecords
+from pipelines.io import tfrecords
 
 _KINDS = ("bytes_list", "int64_list", "float_list")
 
@@ -198,16 +198,8 @@ def write_jsonl_tables(tables: beam.PCollection, prefix: str, id_field: str, cou
 
 def _jsonl_block(table: Any, id_field: str) -> Iterator[tuple[str, int]]:
     """The table's lines joined by newlines (WriteToText ends the last), and how many."""
-    n = table.num_rows
-    if not n:
+    if not table.num_rows:
         return
-    ids = table.column(id_field).to_pylist() if id_field in table.column_names else [None] * n
-    if MISFIT in table.column_names:  # a JSONL record read with only its text: its id is in its line
-        for i, (why, raw) in enumerate(
-            zip(table.column(MISFIT).to_pylist(), table.column(RECORD).to_pylist(), strict=True)
-        ):
-            if why is not None:
-                ids[i] = json.loads(raw).get(id_field)
     lines = [
         '{"id": '
         + json.dumps(
@@ -218,9 +210,21 @@ def _jsonl_block(table: Any, id_field: str) -> Iterator[tuple[str, int]]:
         + ', "embedding": '
         + vector
         + "}"
-        for ident, vector in zip(ids, _json_vectors(table.column("embedding")), strict=True)
+        for ident, vector in zip(_ids(table, id_field), _json_vectors(table.column("embedding")), strict=True)
     ]
-    yield "\n".join(lines), n
+    yield "\n".join(lines), table.num_rows
+
+
+def _ids(table: Any, id_field: str) -> list[Any]:
+    """Each embedded row's id (None without the id column); a JSONL record read with only its
+    text (MISFIT) has its id in its line."""
+    ids = table.column(id_field).to_pylist() if id_field in table.column_names else [None] * table.num_rows
+    if MISFIT in table.column_names:
+        misfits = zip(table.column(MISFIT).to_pylist(), table.column(RECORD).to_pylist(), strict=True)
+        for i, (why, raw) in enumerate(misfits):
+            if why is not None:
+                ids[i] = json.loads(raw).get(id_field)
+    return ids
 
 
 def _json_vectors(column: Any) -> list[str]:
@@ -232,29 +236,29 @@ def _json_vectors(column: Any) -> list[str]:
     import pyarrow.compute as pc
 
     array = column.combine_chunks()
-    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False) if len(array) else []
-    if array.null_count == 0 and len(array) and (lengths == lengths[0]).all():
-        flat = pc.list_flatten(array).to_numpy(zero_copy_only=False).astype(np.float64)
-        matrix = flat.reshape(len(array), int(lengths[0]))
-        return [orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode() for row in matrix]
-    return [orjson.dumps(vector).decode() for vector in array.to_pylist()]
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
+    if array.null_count or not len(array) or (lengths != lengths[0]).any():
+        return [orjson.dumps(vector).decode() for vector in array.to_pylist()]
+    flat = pc.list_flatten(array).to_numpy(zero_copy_only=False).astype(np.float64)
+    matrix = flat.reshape(len(array), int(lengths[0]))
+    return [orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode() for row in matrix]
 
 
-def write_rows(rows: beam.PCollection, prefix: str, id_field: str, count: Any) -> None:
-    """Write :class:`Located` embedded records as TFRecord tf.train.Examples (``count`` sees each)."""
-    examples = rows | "ToExample" >> beam.Map(_example, id_field) | "Count" >> beam.Map(count)
+def write_example_tables(tables: beam.PCollection, prefix: str, id_field: str, count: Any) -> None:
+    """Write embedded tables as TFRecord shards of tf.train.Examples with ``id`` and
+    ``embedding`` (a record per row: ``count`` sees each)."""
+    examples = tables | "ToExamples" >> beam.FlatMap(_examples, id_field) | "Count" >> beam.Map(count)
     examples | "Write" >> beam.io.WriteToTFRecord(prefix, file_name_suffix=".tfrecord")
 
 
-def _example(located: Located, id_field: str) -> bytes:
+def _examples(table: Any, id_field: str) -> Iterator[bytes]:
     import numpy as np
 
     from beam_hub.examples import serialize
 
-    record = located.record
-    ident = record.get(id_field)
-    ident = ident if isinstance(ident, (int, bytes)) and not isinstance(ident, bool) else str(ident)
-    return serialize({"id": ident, "embedding": np.asarray(record["embedding"], np.float32)})
+    for ident, vector in zip(_ids(table, id_field), table.column("embedding").to_pylist(), strict=True):
+        ident = ident if isinstance(ident, (int, bytes)) and not isinstance(ident, bool) else str(ident)
+        yield serialize({"id": ident, "embedding": np.asarray(vector, np.float32)})
 
 
 # --- after the job ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ whitespace-only lines are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -427,11 +428,13 @@ class _ReadBatches(beam.DoFn):
                 for item in self._read(path, f, self._batch_size, self._options):
                     yield item, (min(_tell(f), size) if plain else 0)
 
-            # the next table is read (pyarrow releases the GIL) while this one is embedded
-            for item, at in read_ahead(read(), depth=1):
-                PROGRESS.read(max(at - done, 0), _rows(item))
-                done = max(done, at)
-                yield item
+            # the next table is read (pyarrow releases the GIL) while this one is embedded; closed
+            # (its thread joined) before the file is, also when downstream stops early
+            with contextlib.closing(read_ahead(read(), depth=1)) as items:
+                for item, at in items:
+                    PROGRESS.read(max(at - done, 0), _rows(item))
+                    done = max(done, at)
+                    yield item
         PROGRESS.read(size - done, 0)
 
 

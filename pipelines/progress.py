@@ -69,18 +69,19 @@ class JobProgress:
 
     def rows(self, n: int = 1) -> None:
         """``n`` more rows were embedded and written."""
-        if self.active:
-            with self._lock:
-                self._rows += n
-                if self._bar is not None:
-                    self._bar.update(n)
-                self._show()
+        self._done(n, rejected=False)
 
     def rejected(self, n: int = 1) -> None:
         """``n`` more records were set aside (dead letters)."""
+        self._done(n, rejected=True)
+
+    def _done(self, n: int, *, rejected: bool) -> None:
         if self.active:
             with self._lock:
-                self._rejected += n
+                if rejected:
+                    self._rejected += n
+                else:
+                    self._rows += n
                 if self._bar is not None:
                     self._bar.update(n)  # the line counts records done, embedded or set aside
                 self._show()

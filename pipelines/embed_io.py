@@ -17,9 +17,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_hub.download import filesystem
 from beam_hub.urls import is_remote_url
+from pipelines import tfrecord
 from pipelines.ahead import WriteBehind
 from pipelines.blocks import MISFIT, RECORD
-from pipelines.io import tfrecords
+from pipelines.tfrecord import TFRecordBlocks
 
 _KINDS = ("bytes_list", "int64_list", "float_list")
 
@@ -75,7 +76,7 @@ def tfrecord_features(path: str, text_field: str, id_field: str) -> dict[str, st
 
     with FileSystems.open(path) as f:
         try:
-            first = next(tfrecords(f), None)
+            first = next(tfrecord.records(f), None)
         except ValueError as e:
             raise ValueError(f"{path}: corrupt TFRecord file ({e})") from None
     if first is None:
@@ -246,19 +247,18 @@ def _json_vectors(column: Any) -> list[str]:
 
 def write_example_tables(tables: beam.PCollection, prefix: str, id_field: str, count: Any) -> None:
     """Write embedded tables as TFRecord shards of tf.train.Examples with ``id`` and
-    ``embedding`` (a record per row: ``count`` sees each)."""
-    examples = tables | "ToExamples" >> beam.FlatMap(_examples, id_field) | "Count" >> beam.Map(count)
-    examples | "Write" >> beam.io.WriteToTFRecord(prefix, file_name_suffix=".tfrecord")
+    ``embedding``; each table's records are one Beam element; ``count(block, n)`` sees each."""
+    blocks = (
+        tables
+        | "ToExamples" >> beam.FlatMap(_example_block, id_field)
+        | "Count" >> beam.Map(lambda block: count(block[0], block[1]))
+    )
+    blocks | "Write" >> beam.io.Write(TFRecordBlocks(prefix))
 
 
-def _examples(table: Any, id_field: str) -> Iterator[bytes]:
-    import numpy as np
-
-    from beam_hub.examples import serialize
-
-    for ident, vector in zip(_ids(table, id_field), table.column("embedding").to_pylist(), strict=True):
-        ident = ident if isinstance(ident, (int, bytes)) and not isinstance(ident, bool) else str(ident)
-        yield serialize({"id": ident, "embedding": np.asarray(vector, np.float32)})
+def _example_block(table: Any, id_field: str) -> Iterator[tuple[list[bytes], int]]:
+    if table.num_rows:
+        yield list(tfrecord.encode(_ids(table, id_field), table.column("embedding"))), table.num_rows
 
 
 # --- after the job ------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ import csv
 import json
 import logging
 import os
-import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
@@ -35,6 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.ahead import read_ahead
 from pipelines.progress import PROGRESS
+from pipelines.tfrecord import records
 
 INPUT_FORMATS = {
     ".txt": "text",
@@ -53,7 +53,6 @@ LOCAL_RUNNERS = ("FnApiRunner", "DirectRunner", "BundleBasedDirectRunner")
 ERRORS = "errors"  #: the tag of the dead-letter output
 RECORD_LIMIT = 4096  #: characters of a bad record kept in its dead letter
 MAX_LINE_BYTES = 16 << 20  #: a longer line is a bad record (read in bounded pieces, never whole)
-MAX_TFRECORD_BYTES = 256 << 20  #: a TFRecord claiming more is corrupt
 
 
 def with_default_runner(argv: Sequence[str]) -> list[str]:
@@ -279,42 +278,12 @@ def _csv(source: str, f: Any) -> Iterable[Any]:
             yield item
 
 
-def tfrecords(f: Any) -> Iterator[bytes]:
-    """The records of a TFRecord file; ValueError naming the record where the framing breaks."""
-    try:
-        import google_crc32c
-    except ImportError:  # pragma: no cover - installed with apache-beam[gcp]
-        google_crc32c = None
-
-    def masked(data: bytes) -> int:
-        crc = google_crc32c.value(data)
-        return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-    index = 0
-    while header := f.read(12):
-        if len(header) < 12:
-            raise ValueError(f"record {index} is cut short (a {len(header)}-byte header)")
-        length, length_crc = struct.unpack("<QI", header)
-        if google_crc32c is not None and masked(header[:8]) != length_crc:
-            raise ValueError(f"record {index} has a corrupt length")
-        if length > MAX_TFRECORD_BYTES:
-            raise ValueError(f"record {index} claims {length} bytes (more than {MAX_TFRECORD_BYTES})")
-        data = f.read(length)
-        crc = f.read(4)
-        if len(data) < length or len(crc) < 4:
-            raise ValueError(f"record {index} is cut short")
-        if google_crc32c is not None and masked(data) != struct.unpack("<I", crc)[0]:
-            raise ValueError(f"record {index} fails its checksum")
-        yield data
-        index += 1
-
-
 def _tfrecord(source: str, f: Any) -> Iterable[Any]:
     from beam_hub.examples import to_dict
 
     index = 0
     try:
-        for index, record in enumerate(tfrecords(f)):
+        for index, record in enumerate(records(f)):
             try:
                 yield Located(source, index, to_dict(record))
             except Exception as e:  # noqa: BLE001 - not a tf.Example
@@ -391,7 +360,7 @@ def _tfrecord_batches(source: str, f: Any, batch_size: int, features: dict[str, 
     decoder = example_coder.ExamplesToRecordBatchDecoder(schema.SerializeToString())
     row, chunk = 0, []
     try:
-        for record in tfrecords(f):
+        for record in records(f):
             chunk.append(record)
             if len(chunk) == batch_size:
                 yield Located(source, row, pa.Table.from_batches([decoder.DecodeBatch(chunk)]))

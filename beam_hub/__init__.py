@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from beam_hub import errors
+from beam_hub.alias_store import Alias, get_alias, list_aliases, remove_alias, set_alias
 from beam_hub.aliases import resolve_version
 from beam_hub.archive import pack
 from beam_hub.cache import LocalCache
@@ -55,6 +56,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Alias",
     "AuditReport",
     "audit",
     "ApplyHubModule",
@@ -71,13 +73,17 @@ __all__ = [
     "Resolver",
     "SignatureSpec",
     "errors",
+    "get_alias",
+    "list_aliases",
     "load",
     "pack",
     "parse_handle",
     "publish",
     "register_resolver",
     "registered_resolvers",
+    "remove_alias",
     "resolve",
     "resolve_version",
+    "set_alias",
     "unregister_resolver",
 ]

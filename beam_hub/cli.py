@@ -8,6 +8,7 @@ beam-hub pack DIR OUT.tar.gz         reproducible archive; prints its sha256
 beam-hub embed --input P --output O  the batch embedding job (pipelines/embed.py)
 beam-hub serve ROOT [--port 8080]    host modules over HTTP with the TF Hub protocol
 beam-hub publish DIR DEST [--version N]  immutable versions at any fsspec destination
+beam-hub alias set DEST NAME VERSION | list DEST | rm DEST NAME   named aliases (DEST@NAME)
 """
 
 from __future__ import annotations
@@ -182,6 +183,33 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alias(args: argparse.Namespace) -> int:
+    from beam_hub import alias_store
+
+    if args.action == "set":
+        alias = alias_store.set_alias(args.dest, args.name, args.version)
+        print(f"{alias.dest}@{alias.name} -> {alias.handle}")
+        return 0
+    if args.action == "rm":
+        alias_store.remove_alias(args.dest, args.name)
+        print(f"removed {args.dest.rstrip('/')}@{args.name}")
+        return 0
+    found = alias_store.list_aliases(args.dest)
+    if args.json:
+        rows = [
+            {"alias": a.name, "version": a.version, "set_at": a.set_at, "changes": a.changes}
+            for a in found.values()
+        ]
+        print(json.dumps(rows, indent=2))
+    elif not found:
+        print(f"no aliases under {args.dest.rstrip('/')} (set one: beam-hub alias set DEST NAME VERSION)")
+    for alias in found.values() if not args.json else ():
+        print(
+            f"{alias.name}\t{alias.version}\t{alias.set_at}\t{alias.changes} change{'s' if alias.changes != 1 else ''}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beam-hub", description="Resolve, inspect, cache and pack TF Hub-style modules."
@@ -261,6 +289,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="publish even when the audit finds ops that write files, call Python or reach the network",
     )
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("alias", help="named aliases of published versions (DEST@NAME): set, list, rm")
+    asub = p.add_subparsers(dest="action", required=True)
+    a = asub.add_parser("set", help="point DEST@NAME at VERSION (moving it back is a rollback)")
+    a.add_argument("dest", help="where the versions are published (any fsspec URL)")
+    a.add_argument(
+        "name", help="the alias: a letter, then letters, digits, '_' or '-' ('latest' is computed)"
+    )
+    a.add_argument("version", help="a version published under DEST")
+    a = asub.add_parser("list", help="every alias under DEST with its version")
+    a.add_argument("dest")
+    a.add_argument("--json", action="store_true", help="machine-readable output")
+    a = asub.add_parser("rm", help="remove alias NAME under DEST (its history stays)")
+    a.add_argument("dest")
+    a.add_argument("name")
+    p.set_defaults(func=cmd_alias)
 
     p = sub.add_parser("pack", help="pack a module directory into a reproducible tar.gz")
     p.add_argument("dir")

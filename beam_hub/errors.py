@@ -105,5 +105,14 @@ class PublishError(BeamHubError, RuntimeError):
     """A version could not be published (it exists already, or the upload failed); nothing changed."""
 
 
+class AliasError(BeamHubError, ValueError):
+    """A named alias could not be set, read or removed (a reserved or malformed name, a version
+    that is not there, an alias that does not exist); nothing changed."""
+
+
+class AliasConflictError(AliasError):
+    """Someone else moved the same alias at the same moment; theirs stands. Look, then set again."""
+
+
 class FineTuneError(BeamHubError, ValueError):
     """The module cannot be fine-tuned (signatures only, TF1 format, no trainable variables) or the data is unusable."""

@@ -76,6 +76,23 @@ def latest(dest: str) -> str:
     )
 
 
+def version_handle(dest: str, version: str) -> str:
+    """The handle of version ``version`` under ``dest`` (``DEST/<v>.tar.gz``, else a whole
+    ``DEST/<v>/`` SavedModel directory); ModuleNotFoundAtHandleError when it is neither."""
+    dest = dest.rstrip("/")
+    found = entries(dest)
+    if f"{version}{SUFFIX}" in found:
+        return f"{dest}/{version}{SUFFIX}"
+    if found.get(version):
+        problems = _directory_problems(f"{dest}/{version}")
+        if not problems:
+            return f"{dest}/{version}"
+        raise ModuleNotFoundAtHandleError(f"{dest}/{version}/ is not a whole version ({problems[0]}).")
+    raise ModuleNotFoundAtHandleError(
+        f"{dest} has no version {version!r} (versions: {', '.join(map(str, sorted(numbers(dest)))) or 'none'})."
+    )
+
+
 def _directory_problems(path: str) -> list[str]:
     names = entries(path)
     variables = entries(f"{path}/variables") if names.get("variables") else None

@@ -1,13 +1,16 @@
 """The scheduled fine-tune-and-re-export job.
 
     python -m pipelines.reexport --base HANDLE --train PATTERN --dest DEST --input-field F --label-field F
-        [--num-classes N | --regression] [--epochs N] [--learning-rate X] [any Beam pipeline option]
+        [--num-classes N | --regression] [--epochs N] [--learning-rate X] [--set-alias NAME]
+        [any Beam pipeline option]
 
 Reads training records (JSONL, CSV, Parquet, or TFRecord files of tf.train.Examples), fine-tunes
 the base module on them, exports the result and publishes it as the next version under DEST. The
 last line printed is the new module's handle. Idempotent: each version records a fingerprint of
 its base module, training data and parameters; a run whose fingerprint matches a published
-version publishes nothing and prints that version's handle. Meant for cron.
+version publishes nothing and prints that version's handle. Meant for cron. ``--set-alias NAME``
+points DEST@NAME at the version (e.g. ``candidate``: publish nightly, promote by hand with
+`beam-hub alias set DEST champion N`); ``DEST@latest`` always follows the newest version.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import beam_hub
+from beam_hub import alias_store
 from beam_hub import errors as errors_module
 from beam_hub.aliases import resolve_version
 from beam_hub.cache import Manifest
 from beam_hub.download import filesystem
 from beam_hub.errors import BeamHubError, FineTuneError
 from beam_hub.files import records_to_json
+from beam_hub.layout import SUFFIX
 from beam_hub.publish import published_with
 from pipelines.io import Located, input_format, match_files, read_records, setup_logging, with_default_runner
 
@@ -56,6 +61,12 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--validation-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--set-alias",
+        default=None,
+        metavar="NAME",
+        help="point DEST@NAME at the version published (or found unchanged), e.g. candidate",
+    )
     ap.add_argument(
         "--work-dir",
         default=None,
@@ -178,12 +189,14 @@ def run(argv: Sequence[str] | None = None) -> str:
     """Run the job; return the handle of the version published (or already published)."""
     args, beam_args = parse_args(list(sys.argv[1:] if argv is None else argv))
     beam_args = with_default_runner(beam_args)
+    if args.set_alias is not None:
+        alias_store.check_name(args.set_alias)  # a bad name fails before any training
     args.base = resolve_version(args.base)  # one version for the whole run (and its fingerprint)
     digest = fingerprint(args)
     existing = published_with(args.dest, digest)
     if existing:
         log.info("Nothing changed since %s (same base, data and parameters): publishing nothing", existing)
-        return existing
+        return _aliased(args, existing)
     work = _run_dir(args.work_dir)
     try:
         with beam.Pipeline(options=PipelineOptions(beam_args)) as p:
@@ -195,6 +208,18 @@ def run(argv: Sequence[str] | None = None) -> str:
     handle = published_with(args.dest, digest)  # found through the fingerprint the workers wrote
     if handle is None:
         raise RuntimeError(f"the job finished but no version under {args.dest} carries fingerprint {digest}")
+    return _aliased(args, handle)
+
+
+def _aliased(args: argparse.Namespace, handle: str) -> str:
+    """With --set-alias, point DEST@NAME at ``handle``'s version (unless it points there already)."""
+    if args.set_alias is None:
+        return handle
+    version = handle.rstrip("/").rsplit("/", 1)[-1].removesuffix(SUFFIX)
+    current = alias_store.get_alias(args.dest, args.set_alias)
+    if current is None or current.version != version:
+        alias_store.set_alias(args.dest, args.set_alias, version)
+        log.info("%s@%s now points at version %s", args.dest.rstrip("/"), args.set_alias, version)
     return handle
 
 

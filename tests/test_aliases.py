@@ -18,12 +18,15 @@ from helpers import run_pipeline
 X = np.array([[1.0, 2.0, 3.0]], np.float32)
 
 
-def test_split_alias_only_takes_a_trailing_latest():
+def test_split_alias_takes_a_trailing_latest_or_alias_name():
     assert split_alias("gs://b/models/fruit@latest") == ("gs://b/models/fruit", "latest")
     assert split_alias("/srv/fruit/@latest#sha256=" + "a" * 64) == ("/srv/fruit#sha256=" + "a" * 64, "latest")
-    assert split_alias("gs://b/m@v2") == ("gs://b/m@v2", None)
+    assert split_alias("gs://b/m@champion") == ("gs://b/m", "champion")
+    assert split_alias("gs://b/m@2x.tar.gz") == ("gs://b/m@2x.tar.gz", None)  # not an alias name
+    assert split_alias("gs://b/m@v2/saved_model") == ("gs://b/m@v2/saved_model", None)
     assert split_alias("hf://org/repo@latest") == ("hf://org/repo@latest", None)  # a Hugging Face revision
     assert split_alias("https://user@host/m/1") == ("https://user@host/m/1", None)
+    assert split_alias("https://user@host") == ("https://user@host", None)
 
 
 @pytest.mark.parametrize("where", ["local", "memory"])

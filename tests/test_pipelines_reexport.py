@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import beam_hub
+from beam_hub import layout
 from helpers import REPO
 from pipelines import reexport
 
@@ -203,3 +204,30 @@ def test_the_base_may_be_an_alias_pinned_for_the_whole_run(base, data, tmp_path)
     handle = reexport.run(args(f"{bases}@latest", data, str(tmp_path / "models"), "--epochs", "1"))
     readme = beam_hub.resolve(handle) + "/README.md"
     assert f"# Fine-tuned from {bases}/1.tar.gz" in open(readme).read()
+
+
+def test_a_nightly_run_can_publish_without_promoting(base, data, tmp_path):
+    """--set-alias candidate: DEST@candidate follows each run's version; DEST@champion stays
+    where a person put it; an unchanged rerun leaves the alias as it was (no new record)."""
+    dest = str(tmp_path / "models")
+    first = reexport.run(args(base, data, dest, "--epochs", "1", "--set-alias", "candidate"))
+    beam_hub.set_alias(dest, "champion", 1)
+    second = reexport.run(args(base, data, dest, "--epochs", "1", "--seed", "5", "--set-alias", "candidate"))
+    assert (first, second) == (f"{dest}/1.tar.gz", f"{dest}/2.tar.gz")
+    aliases = beam_hub.list_aliases(dest)
+    assert {n: a.version for n, a in aliases.items()} == {"candidate": "2", "champion": "1"}
+    assert (
+        reexport.run(args(base, data, dest, "--epochs", "1", "--seed", "5", "--set-alias", "candidate"))
+        == second
+    )
+    assert beam_hub.get_alias(dest, "candidate").changes == 2
+    # a bad name is refused before any training, in one line
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.reexport", *args(base, data, dest, "--set-alias", "latest")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "'latest' is not an alias you can set" in proc.stderr
+    assert layout.versions(dest) == [1, 2]

@@ -1,4 +1,5 @@
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -11,7 +12,7 @@ import pytest
 
 import beam_hub
 from beam_hub.cache import Manifest, cache_key
-from beam_hub.errors import DownloadError, IntegrityError
+from beam_hub.errors import DownloadError, IntegrityError, ModuleNotFoundAtHandleError
 from helpers import Served, get
 
 X = np.array([[1, 2, 3]], np.float32)
@@ -291,6 +292,35 @@ def test_latest_redirects_to_the_newest_version(modules_dir, archives, tmp_path)
         assert get_no_redirect(served.url + "/acme/nothing/latest")[0] == 404
         assert beam_hub.resolve_version(served.url + "/acme/linear@latest") == served.url + "/acme/linear/2"
         np.testing.assert_allclose(beam_hub.load(served.url + "/acme/linear@latest")(X), [[28.0]])
+    finally:
+        served.stop()
+
+
+def test_a_named_alias_redirects_to_its_version_and_is_listed(modules_dir, tmp_path):
+    root = tmp_path / "root"
+    dest = str(root / "acme" / "linear")
+    beam_hub.publish(modules_dir["one_input"], dest)
+    beam_hub.publish(modules_dir["one_input_x2"], dest)
+    beam_hub.set_alias(dest, "champion", 1)
+    beam_hub.set_alias(dest, "candidate", 2)
+    served = Served(str(root))
+    try:
+        status, headers, _ = get_no_redirect(served.url + "/acme/linear/champion?tf-hub-format=compressed")
+        assert status == 302 and headers["Location"] == "/acme/linear/1?tf-hub-format=compressed"
+        assert get_no_redirect(served.url + "/acme/linear/nobody")[0] == 404
+        assert beam_hub.resolve_version(served.url + "/acme/linear@champion") == served.url + "/acme/linear/1"
+        np.testing.assert_allclose(beam_hub.load(served.url + "/acme/linear@champion")(X), [[14.0]])
+        with pytest.raises(ModuleNotFoundAtHandleError, match="the server has no alias 'nobody'"):
+            beam_hub.resolve_version(served.url + "/acme/linear@nobody")
+        _, _, body = get(served.url + "/api/modules/acme/linear")
+        assert json.loads(body)["aliases"] == {
+            "candidate": {"version": "2", "handle": served.url + "/acme/linear/2"},
+            "champion": {"version": "1", "handle": served.url + "/acme/linear/1"},
+        }
+        _, _, html = get(served.url + "/acme/linear")
+        assert "<h2>Aliases</h2>" in html.decode() and f"{served.url}/acme/linear/champion" in html.decode()
+        beam_hub.set_alias(dest, "champion", 2)  # moved while serving: the next request sees it
+        assert get_no_redirect(served.url + "/acme/linear/champion")[1]["Location"] == "/acme/linear/2"
     finally:
         served.stop()
 

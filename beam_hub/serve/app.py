@@ -60,12 +60,12 @@ async def _module(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE]
     path = request.match_info["path"]
     module = store.find(path)
-    if module is None and path.rstrip("/").endswith("/latest"):
-        model = path.rstrip("/")[: -len("/latest")]
-        newest = store.latest(model)
-        if newest is not None:  # any format: the client asks the version's URL the same way
+    if module is None:  # MODEL/latest or MODEL/NAME (an alias): 302 to the version, any format
+        model, _, last = path.rstrip("/").rpartition("/")
+        target = (store.latest(model) if last == "latest" else store.alias(model, last)) if model else None
+        if target is not None:
             query = f"?{request.query_string}" if request.query_string else ""
-            raise web.HTTPFound(f"/{newest.path}{query}")
+            raise web.HTTPFound(f"/{target.path}{query}")
     formats = [f.strip() for f in request.query.get("tf-hub-format", "").split(",") if f.strip()]
     if module is None and not formats:
         page = await views.model_page(request, path)

@@ -14,7 +14,7 @@ from beam_hub.safety.report import AuditReport
 from beam_hub.serve.card import FIELDS
 from beam_hub.serve.catalog import Model, Results, Version
 from beam_hub.serve.inspection import Inspection
-from beam_hub.serve.store import Archive
+from beam_hub.serve.store import Archive, Module
 
 CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; base-uri 'none'"
@@ -30,6 +30,7 @@ _STYLE = (
     "padding:0 .5rem;margin:0 .2rem .2rem 0;font-size:.85rem}form input[type=search]{width:60%;max-width:30rem}"
     "ul.models{list-style:none;padding:0}ul.models li{border-bottom:1px solid #eee;padding:.6rem 0}"
     "nav.facets a{margin-right:.6rem}.card{border-top:1px solid #ddd;margin-top:1rem}"
+    ".alias{display:inline-block;background:#efe;border-radius:.3rem;padding:0 .4rem;font-size:.85rem}"
     "@media (max-width:40rem){body{margin:.5rem auto}form input[type=search]{width:100%}}"
 )
 E = html.escape
@@ -115,11 +116,18 @@ def index_page(results: Results, base_url: str, q: str, task: str, tag: str) -> 
     return _doc("Modules", body)
 
 
-def model_page(model: Model, base_url: str, archives: dict[str, Archive]) -> str:
+def model_page(
+    model: Model, base_url: str, archives: dict[str, Archive], aliases: dict[str, Module] | None = None
+) -> str:
     latest = model.latest
+    named: dict[str, list[str]] = {}
+    for name, target in sorted((aliases or {}).items()):
+        named.setdefault(target.path, []).append(name)
     rows = "".join(
         f"<tr><td><a href='/{E(v.module.path)}'>{E(v.name or model.path)}</a>"
-        f"{' <b>latest</b>' if v is latest else ''}</td><td>{date(v.mtime)}</td><td>{size_text(v.size)}</td>"
+        f"{' <b>latest</b>' if v is latest else ''}"
+        + "".join(f" <span class='alias'>{E(n)}</span>" for n in named.get(v.module.path, []))
+        + f"</td><td>{date(v.mtime)}</td><td>{size_text(v.size)}</td>"
         f"<td><code>{E(archives[v.module.path].sha256) if v.module.path in archives else ''}</code></td></tr>"
         for v in model.versions
     )
@@ -128,8 +136,23 @@ def model_page(model: Model, base_url: str, archives: dict[str, Archive]) -> str
         f"{_tags(latest.card.tags)}<h2>Versions</h2><table id='versions'><tr><th>version</th><th>date</th>"
         f"<th>size</th><th>sha256</th></tr>{rows}</table>"
         f"<p>Always the newest: <code>{E(base_url)}/{E(model.path)}/latest</code></p>"
+        + _aliases_table(model, base_url, aliases or {})
     )
     return _doc(model.path, body, f" / <a href='/{E(model.path)}'>{E(model.path)}</a>")
+
+
+def _aliases_table(model: Model, base_url: str, aliases: dict[str, Module]) -> str:
+    if not aliases:
+        return ""
+    rows = "".join(
+        f"<tr><td><code>{E(base_url)}/{E(model.path)}/{E(name)}</code></td>"
+        f"<td><a href='/{E(target.path)}'>{E(target.path.rsplit('/', 1)[-1])}</a></td></tr>"
+        for name, target in sorted(aliases.items())
+    )
+    return (
+        "<h2>Aliases</h2><table id='aliases'><tr><th>alias (handle: MODEL@NAME)</th><th>version</th></tr>"
+        f"{rows}</table>"
+    )
 
 
 def module_page(version: Version, url: str, archive: Archive, seen: Inspection) -> str:

@@ -7,6 +7,7 @@ import os
 import threading
 from dataclasses import dataclass
 
+from beam_hub import alias_store
 from beam_hub.archive import pack
 from beam_hub.files import file_sha256
 from beam_hub.savedmodel import is_saved_model_dir, structural_problems
@@ -72,9 +73,9 @@ class ModuleStore:
     def latest(self, model_path: str) -> Module | None:
         """The highest whole integer version under ``model_path`` (``<n>.tar.gz``, or a directory
         holding a whole SavedModel: one still being written is skipped), or None."""
+        directory = self._model_directory(model_path)
         parts = self._parts(model_path)
-        directory = os.path.realpath(os.path.join(self.root, *parts)) if parts else ""
-        if not (parts and self._inside(directory) and os.path.isdir(directory)):
+        if directory is None or parts is None:
             return None
         numbers = set()
         for name in os.listdir(directory):
@@ -86,6 +87,33 @@ class ModuleStore:
             if module is not None and (module.archive or not structural_problems(module.directory or "")):
                 return module
         return None
+
+    def aliases(self, model_path: str) -> dict[str, Module]:
+        """The named aliases of the model at ``model_path`` (see :mod:`beam_hub.alias_store`):
+        name -> the version's module (an alias whose version is gone is left out)."""
+        directory = self._model_directory(model_path)
+        if directory is None:
+            return {}
+        rel = "/".join(self._parts(model_path) or [])
+        found = {}
+        for name, alias in alias_store.list_aliases(directory).items():
+            module = self.find(f"{rel}/{alias.version}")
+            if module is not None:
+                found[name] = module
+        return found
+
+    def alias(self, model_path: str, name: str) -> Module | None:
+        """The version alias ``name`` of the model at ``model_path`` points at, or None."""
+        directory = self._model_directory(model_path)
+        alias = (
+            alias_store.get_alias(directory, name) if directory and alias_store.NAME.fullmatch(name) else None
+        )
+        return self.find(f"{'/'.join(self._parts(model_path) or [])}/{alias.version}") if alias else None
+
+    def _model_directory(self, model_path: str) -> str | None:
+        parts = self._parts(model_path)
+        directory = os.path.realpath(os.path.join(self.root, *parts)) if parts else ""
+        return directory if parts and self._inside(directory) and os.path.isdir(directory) else None
 
     def modules(self) -> list[Module]:
         out: dict[str, Module | None] = {}

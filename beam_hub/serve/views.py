@@ -56,7 +56,9 @@ async def model_page(request: web.Request, path: str) -> web.Response | None:
     if model is None:
         return None
     archives = await _run(_archives, request.app[STORE], model)
-    return web.Response(text=page.model_page(model, base_url(request), archives), content_type="text/html")
+    aliases = await _run(request.app[STORE].aliases, model.path)
+    html = page.model_page(model, base_url(request), archives, aliases)
+    return web.Response(text=html, content_type="text/html")
 
 
 async def module_page(request: web.Request, module: Module) -> web.Response:
@@ -92,9 +94,14 @@ async def api_module(request: web.Request) -> web.Response:
     if model is None:
         return web.json_response({"error": f"no module or model at /{path}"}, status=404)
     archives = await _run(_archives, store, model)
+    aliases = await _run(store.aliases, model.path)
     return web.json_response(
         {
             **_model_summary(model, root),
+            "aliases": {
+                name: {"version": target.path.rsplit("/", 1)[-1], "handle": f"{root}/{target.path}"}
+                for name, target in aliases.items()
+            },
             "versions": [
                 {
                     "version": v.name,

@@ -33,11 +33,13 @@ _LAZY = {
     "HubTextEmbeddings": "beam_hub.beam.mltransform",
     "HubImageEmbeddings": "beam_hub.beam.mltransform",
     "ExportHubModule": "beam_hub.train.transforms",
+    "WatchVersions": "beam_hub.beam.watch",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from beam_hub.beam import ApplyHubModule, FailedElement, HubModelHandler
     from beam_hub.beam.mltransform import HubImageEmbeddings, HubTextEmbeddings
+    from beam_hub.beam.watch import WatchVersions
     from beam_hub.keras_layer import KerasLayer
     from beam_hub.module import HubModule, load
     from beam_hub.safety import AuditReport, audit
@@ -86,4 +88,5 @@ __all__ = [
     "resolve_version",
     "set_alias",
     "unregister_resolver",
+    "WatchVersions",
 ]

@@ -50,7 +50,15 @@ def run_pipeline(build, *extra: str):
 def counters(result, namespace: str = "beam_hub") -> dict[str, int]:
     from apache_beam.metrics.metric import MetricsFilter
 
-    found = result.metrics().query(MetricsFilter().with_namespace(namespace))
+    # Beam 2.77's in-process runner consolidates each stage's metrics as a lazy generator chained
+    # onto the previous bundle's (fn_runner.py run_stages): a streaming run of a few hundred
+    # bundles nests deeper than Python's default limit when the metrics are finally read.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 6000))
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace(namespace))
+    finally:
+        sys.setrecursionlimit(limit)
     out: dict[str, int] = {}
     for c in found["counters"]:
         out[c.key.metric.name] = out.get(c.key.metric.name, 0) + c.committed

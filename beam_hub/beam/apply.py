@@ -10,14 +10,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_hub import columnar
 from beam_hub.beam.handler import HubModelHandler
 from beam_hub.beam.metrics import InferenceMetrics
 from beam_hub.beam.options import HubOptions
-from beam_hub.beam.shared_model import acquire
+from beam_hub.beam.versions import ModuleSource
 from beam_hub.errors import InputError
+from beam_hub.follow import output_structure
 
 FAILED = "failed"
 _REPR_LIMIT = 200
@@ -60,6 +62,17 @@ class ApplyHubModule(beam.PTransform):
     ``audit`` ("warn", "refuse" or "off"; default ``BEAM_HUB_AUDIT``) and ``allow_ops`` apply the
     audit policy on each worker before the module loads (see :func:`beam_hub.load`).
 
+    ``follow=True`` follows a moving name (``DEST@latest``, ``DEST@NAME``, a Hugging Face branch,
+    a `beam-hub serve` ``MODEL@latest``) while the job runs, bounded or not: each worker process
+    starts on what the name points to, asks again every ``poll_seconds`` (one listing or request;
+    no download unless it moved), and uses a new version from the next batch on once it resolved,
+    passed the audit policy, loaded, kept its signature and, called on the last batch, returned
+    outputs of the same structure; a version that fails is rejected once and the current one
+    stays (see :mod:`beam_hub.follow`). Without it a moving name is pinned when the pipeline is
+    built. ``with_version=True`` makes each output ``(output, version)`` (keyed: ``(key, (output,
+    version))``; columnar: a column ``{output_column}_version``), the version being the concrete
+    handle that computed it.
+
     Columnar mode (``columns=``): elements are whole batches (pyarrow RecordBatches or Tables, as
     ``ReadFromParquetBatched`` gives, or dicts of numpy columns). ``columns`` names the column for
     a one-input signature, or maps input names to columns; each batch comes out with the output
@@ -90,8 +103,18 @@ class ApplyHubModule(beam.PTransform):
         sort_window: int = 4096,
         audit: str | None = None,
         allow_ops: Sequence[str] = (),
+        follow: bool = False,
+        poll_seconds: float = 60.0,
+        with_version: bool = False,
     ) -> None:
         super().__init__()
+        if follow and large_model:
+            raise ValueError(
+                "follow=True keeps one module per worker process and swaps it there; it cannot be "
+                "combined with large_model=True (one module per machine) yet."
+            )
+        if follow and not poll_seconds > 0:
+            raise ValueError(f"poll_seconds must be positive, got {poll_seconds}")
         if min_batch_size > max_batch_size:
             raise ValueError(
                 f"min_batch_size ({min_batch_size}) must not exceed max_batch_size ({max_batch_size})"
@@ -112,7 +135,10 @@ class ApplyHubModule(beam.PTransform):
             large_model=large_model,
             audit=audit,
             allow_ops=allow_ops,
+            pin=not follow,
         )
+        self._poll_seconds = poll_seconds if follow else None
+        self._with_version = with_version
         self._keyed = keyed
         self._batch_kwargs = {
             "min_batch_size": min_batch_size,
@@ -145,6 +171,8 @@ class ApplyHubModule(beam.PTransform):
                 self._output_column,
                 self._batch_kwargs["max_batch_size"],
                 dead_letter=self._dead_letter,
+                poll_seconds=self._poll_seconds,
+                with_version=self._with_version,
             )
             if not self._dead_letter:
                 return pcoll | "ApplyColumns" >> beam.ParDo(columnar_dofn)
@@ -162,7 +190,13 @@ class ApplyHubModule(beam.PTransform):
             if self._sort is not None:  # it emits in finish_bundle too: not on the runner above
                 pcoll = pcoll | "SortWithinBundle" >> beam.ParDo(self._sort)
             batches = pcoll | "Batch" >> beam.BatchElements(**self._batch_kwargs)
-        dofn = _ApplyDoFn(self.handler, keyed=self._keyed, dead_letter=self._dead_letter)
+        dofn = _ApplyDoFn(
+            self.handler,
+            keyed=self._keyed,
+            dead_letter=self._dead_letter,
+            poll_seconds=self._poll_seconds,
+            with_version=self._with_version,
+        )
         if not self._dead_letter:
             return batches | "Apply" >> beam.ParDo(dofn)
         return batches | "Apply" >> beam.ParDo(dofn).with_outputs(FAILED, main="outputs")
@@ -205,27 +239,45 @@ class _SortWithinBundle(beam.DoFn):
 class _ApplyDoFn(beam.DoFn):
     """One signature call per batch; outputs returned as one list (no per-row generator)."""
 
-    def __init__(self, handler: HubModelHandler, *, keyed: bool, dead_letter: bool) -> None:
+    def __init__(
+        self,
+        handler: HubModelHandler,
+        *,
+        keyed: bool,
+        dead_letter: bool,
+        poll_seconds: float | None = None,
+        with_version: bool = False,
+    ) -> None:
         self._handler = handler
         self._spec = handler.apply_spec
         self._keyed = keyed
         self._dead_letter = dead_letter
+        self._source = ModuleSource(handler, poll_seconds)
+        self._with_version = with_version
 
     def setup(self) -> None:
-        acquired = acquire(self._handler.module_key, per_machine=self._handler.share_model_across_processes())
-        self._module = acquired.module
         self._metrics = InferenceMetrics(self._handler.handle)
-        self._metrics.loaded(acquired.load_msecs)
+        spec = self._spec
+        self._source.open(
+            self._metrics,
+            f"elements {spec}",
+            lambda module, values: module.apply_batch(values, spec),
+            output_structure,
+        )
 
     def process(self, batch: list[Any]) -> list[Any]:
         self._metrics.flush_load()
+        version, module = self._source.current()
         keys, values = self._split_keys(batch) if self._keyed else (None, batch)
         start = time.perf_counter()
         try:
-            outputs = self._module.apply_batch(values, self._spec)
+            outputs = module.apply_batch(values, self._spec)
         except Exception as e:  # noqa: BLE001 - isolated per element below
-            return self._one_by_one(batch, keys, values, e)
+            return self._one_by_one(module, version, batch, keys, values, e)
         self._metrics.inferred(len(outputs), msecs=(time.perf_counter() - start) * 1000)
+        self._source.computed(version, values, outputs, self._metrics, len(outputs))
+        if self._with_version:
+            outputs = [(output, version) for output in outputs]
         return outputs if keys is None else list(zip(keys, outputs))
 
     def _split_keys(self, batch: list[Any]) -> tuple[list[Any], list[Any]]:
@@ -239,14 +291,20 @@ class _ApplyDoFn(beam.DoFn):
         return list(keys), list(values)
 
     def _one_by_one(
-        self, batch: list[Any], keys: list[Any] | None, values: list[Any], batch_error: Exception
+        self,
+        module: Any,
+        version: str,
+        batch: list[Any],
+        keys: list[Any] | None,
+        values: list[Any],
+        batch_error: Exception,
     ) -> list[Any]:
         """Apply each element alone: good ones get outputs; a bad one is dead-lettered or named."""
         results: list[Any] = []
         culprit = None
         for i, (element, value) in enumerate(zip(batch, values)):
             try:
-                (output,) = self._module.apply_batch([value], self._spec)
+                (output,) = module.apply_batch([value], self._spec)
             except Exception as e:  # noqa: BLE001 - reported per element
                 if not self._dead_letter:
                     culprit = (element, e)
@@ -255,18 +313,22 @@ class _ApplyDoFn(beam.DoFn):
                     beam.pvalue.TaggedOutput(FAILED, FailedElement(element, str(e), type(e).__name__))
                 )
                 continue
+            output = (output, version) if self._with_version else output
             results.append(output if keys is None else (keys[i], output))
         if culprit is None and not self._dead_letter:
             raise batch_error  # every element works alone: the batch itself is the problem
         if culprit is not None:
             element, error = culprit
-            spec = self._module.spec(self._spec)
+            spec = module.spec(self._spec)
             raise InputError(
                 f"ApplyHubModule({self._handler.handle!r}) failed on element {_short(element)}: {error} "
                 f"(signature {spec}). Use .with_exception_handling() to route bad elements to a "
                 "'failed' output instead."
             ) from error
-        self._metrics.inferred(sum(1 for r in results if not isinstance(r, beam.pvalue.TaggedOutput)))
+        good = sum(1 for r in results if not isinstance(r, beam.pvalue.TaggedOutput))
+        self._metrics.inferred(good)
+        if self._source.following:
+            self._metrics.followed(version, good, [])
         return results
 
 
@@ -285,15 +347,36 @@ class _ColumnarDoFn(_ApplyDoFn):
         max_rows: int,
         *,
         dead_letter: bool = False,
+        poll_seconds: float | None = None,
+        with_version: bool = False,
     ) -> None:
-        super().__init__(handler, keyed=False, dead_letter=dead_letter)
+        super().__init__(
+            handler,
+            keyed=False,
+            dead_letter=dead_letter,
+            poll_seconds=poll_seconds,
+            with_version=with_version,
+        )
         self._columns = columns
         self._output_column = output_column
         self._max_rows = max_rows
 
-    def _apply(self, batch: Any) -> Any:
-        return self._module.apply_table(
+    def setup(self) -> None:
+        self._metrics = InferenceMetrics(self._handler.handle)
+        how = f"columns {self._spec} {self._columns!r} {self._output_column} {self._max_rows}"
+        self._source.open(self._metrics, how, self._apply, output_structure)
+
+    def _apply(self, module: Any, batch: Any) -> Any:
+        return module.apply_table(
             batch, self._columns, self._spec, output_column=self._output_column, max_rows=self._max_rows
+        )
+
+    def _versioned(self, out: Any, version: str) -> Any:
+        if not self._with_version:
+            return out
+        n = columnar.num_rows(out)
+        return columnar.with_columns(
+            out, {f"{self._output_column}_version": np.array([version] * n, dtype=object)}
         )
 
     def process(self, batch: Any):
@@ -301,30 +384,34 @@ class _ColumnarDoFn(_ApplyDoFn):
         n = columnar.num_rows(batch)
         if n == 0:
             return
+        version, module = self._source.current()
         start = time.perf_counter()
         try:
-            out = self._apply(batch)
+            out = self._apply(module, batch)
         except Exception as e:
             if not self._dead_letter:
                 raise
-            yield from self._row_by_row(batch, n, e)
+            yield from self._row_by_row(module, version, batch, n, e)
             return
         self._metrics.inferred(n, calls=-(-n // self._max_rows), msecs=(time.perf_counter() - start) * 1000)
-        yield out
+        self._source.computed(version, batch, out, self._metrics, n)
+        yield self._versioned(out, version)
 
-    def _row_by_row(self, batch: Any, n: int, batch_error: Exception) -> Any:
+    def _row_by_row(self, module: Any, version: str, batch: Any, n: int, batch_error: Exception) -> Any:
         good = []
         for i in range(n):
             row = columnar.take(batch, i, 1)
             try:
-                good.append(self._apply(row))
+                good.append(self._apply(module, row))
             except Exception as e:  # noqa: BLE001 - reported per row
                 yield beam.pvalue.TaggedOutput(
                     FAILED, FailedElement(columnar.row(batch, i), str(e), type(e).__name__)
                 )
         self._metrics.inferred(len(good))
+        if self._source.following:
+            self._metrics.followed(version, len(good), [])
         if good:
-            yield columnar.concat(good)
+            yield self._versioned(columnar.concat(good), version)
 
 
 _SHUFFLE_KEYS = 64

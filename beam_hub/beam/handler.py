@@ -26,6 +26,9 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
     ``tf.saved_model.load`` (no Keras), so it works under Keras 3 without TF_USE_LEGACY_KERAS.
     ApplyHubModule uses the same handler for its own, leaner DoFn. ``audit`` and ``allow_ops``:
     the audit policy applied on each worker before the module loads (see :func:`beam_hub.load`).
+    A moving name (``DEST@latest``, ``DEST@NAME``, a Hugging Face branch) is pinned to the version it
+    names when the handler is made; ``pin=False`` keeps the name (``ApplyHubModule(follow=True)``
+    resolves it on the workers; for RunInference, see :class:`beam_hub.WatchVersions`).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
         model_copies: int | None = None,
         audit: str | None = None,
         allow_ops: Sequence[str] = (),
+        pin: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -55,7 +59,9 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
             **kwargs,
         )
         self._key = ModuleKey(
-            resolve_version(handle),  # an alias (DEST@latest) is pinned now, on the launcher
+            resolve_version(handle)
+            if pin
+            else os.fspath(handle),  # a moving name is pinned now, on the launcher
             None if tags is None else tuple(tags),
             None if cache_dir is None else os.fspath(cache_dir),
             None if local_cache_dir is None else os.fspath(local_cache_dir),

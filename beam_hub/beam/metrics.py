@@ -1,14 +1,19 @@
 """The transforms' metrics (namespace ``beam_hub``) and a worker's progress log, in one object.
 
 Counters ``module_loads``, ``inference_elements``, ``inference_batches``; distributions
-``batch_size``, ``inference_msecs``, ``load_msecs``. A load happens in ``setup()``, where Beam
+``batch_size``, ``inference_msecs``, ``load_msecs``. Following a moving name (``follow=True``):
+counters ``version_swaps``, ``version_rejected`` and ``inference_elements@VERSION`` (elements
+each concrete version computed), gauge ``version_in_use`` (the version's number, when it is one). A load happens in ``setup()``, where Beam
 drops metric updates, so it is counted on the next ``process()`` (as Beam's own RunInference does).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from apache_beam.metrics import Metrics
 
@@ -26,6 +31,9 @@ class InferenceMetrics:
         self._batch_size = Metrics.distribution(ns, "batch_size")
         self._inference_msecs = Metrics.distribution(ns, "inference_msecs")
         self._pending_load_msecs: float | None = None
+        self._swaps = Metrics.counter(ns, "version_swaps")
+        self._rejected = Metrics.counter(ns, "version_rejected")
+        self._in_use = Metrics.gauge(ns, "version_in_use")
         self._handle = handle
         self._every_s = progress_every_s
         self._count = 0
@@ -60,3 +68,15 @@ class InferenceMetrics:
                 now - self._start,
                 self._count / (now - self._start),
             )
+
+    def followed(self, version: str, elements: int, events: Sequence[Any]) -> None:
+        """Count ``elements`` computed by ``version`` and the follower's swaps and rejections."""
+        Metrics.counter(METRICS_NAMESPACE, f"inference_elements@{version}").inc(elements)
+        number = _VERSION_NUMBER.search(version)
+        if number:
+            self._in_use.set(int(number.group(1)))
+        for event in events:
+            (self._swaps if event.kind == "swap" else self._rejected).inc()
+
+
+_VERSION_NUMBER = re.compile(r"/(\d+)(?:\.tar\.gz)?/?$")  # DEST/7.tar.gz, DEST/7, a served /acme/m/7

@@ -89,3 +89,19 @@ def acquire(key: ModuleKey, *, per_machine: bool = False) -> Acquired:
         handle = _registry.setdefault(key.tag, shared.Shared())
     module = handle.acquire(construct, tag=key.tag)
     return Acquired(module, loaded[0] if loaded else None)
+
+
+_followers: dict[str, Any] = {}
+
+
+def acquire_follower(key: ModuleKey, poll_seconds: float, how: str, make: Any) -> Any:
+    """The process's :class:`beam_hub.follow.Follower` of ``key.handle`` (a moving name), made by
+    ``make()`` on first use: one per process and way of applying (``how``), shared by every
+    thread and DoFn instance, so each process polls once per interval and holds one version."""
+    tag = f"{key.tag}-follow-{poll_seconds}-{hashlib.sha256(how.encode()).hexdigest()[:16]}"
+    with _registry_lock:
+        handle = _registry.setdefault(tag, shared.Shared())
+    follower = handle.acquire(make, tag=tag)
+    with _registry_lock:
+        _followers[tag] = follower  # kept for the process's life: a streaming job polls for weeks
+    return follower

@@ -1,0 +1,255 @@
+"""Streaming pipelines that follow a moving module: PeriodicImpulse on Beam's in-process runner
+(it emits in real time there, bundle by bundle), versions published mid-run from a thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.transforms.periodicsequence import PeriodicImpulse
+from apache_beam.utils.timestamp import Timestamp
+
+import beam_hub
+from helpers import counters, run_pipeline
+
+X = np.array([1.0, 2.0, 3.0], np.float32)  # one_input: 14.0; one_input_x2: 28.0
+INTERVAL, POLL = 0.25, 0.5
+
+OUT = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"beam-follow-{os.getpid()}")
+
+
+def _keep(run: str):
+    """Append each element (numpy made plain) as a line to the run's file: the DoFn is pickled,
+    so what it sees of this module is a copy; a file is the same for every copy."""
+    path = f"{OUT}-{run}.jsonl"
+    if os.path.exists(path):
+        os.unlink(path)
+
+    def plain(value):
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if hasattr(value, "to_pylist"):
+            return {name: value.column(name).to_pylist() for name in value.column_names}
+        return np.asarray(value).tolist() if isinstance(value, np.ndarray) or np.isscalar(value) else value
+
+    def keep(element):
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(plain(element)) + "\n")
+
+    return keep
+
+
+def _seen(run: str) -> list:
+    with open(f"{OUT}-{run}.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def _ticks(p: beam.Pipeline, start: float, seconds: float) -> beam.PCollection:
+    return (
+        p
+        | PeriodicImpulse(
+            start_timestamp=Timestamp.of(start),
+            stop_timestamp=Timestamp.of(start + seconds),
+            fire_interval=INTERVAL,
+        )
+        | "Keyed" >> beam.Map(lambda ts: (round(float(ts) - start, 2), X))
+    )
+
+
+def _at(start: float, steps: list[tuple[float, object]]) -> tuple[threading.Thread, dict[float, float]]:
+    """Run each step at its second after ``start`` on a thread; return when each one was done."""
+    done: dict[float, float] = {}
+
+    def go():
+        for second, step in steps:
+            time.sleep(max(0.0, start + second - time.time()))
+            step()
+            done[second] = time.time() - start
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread, done
+
+
+def _run(build) -> object:
+    return run_pipeline(build)
+
+
+def _by_time(run: str) -> list[tuple[float, float, str]]:
+    """(tick second, output value, version) in tick order."""
+    return sorted((key, float(np.asarray(out).reshape(-1)[0]), version) for key, (out, version) in _seen(run))
+
+
+def test_follows_latest_adopts_good_versions_and_rejects_a_changed_signature(modules_dir, tmp_path, caplog):
+    dest = str(tmp_path / "models" / "linear")
+    beam_hub.publish(modules_dir["one_input"], dest)
+    seconds = 7.0
+    start = time.time() + 1.0
+    thread, done = _at(
+        start,
+        [
+            (1.5, lambda: beam_hub.publish(modules_dir["one_input_x2"], dest)),  # 2: adopted
+            (3.0, lambda: beam_hub.publish(modules_dir["text_embedder"], dest)),  # 3: strings in: rejected
+            (4.5, lambda: beam_hub.publish(modules_dir["one_input"], dest)),  # 4: adopted
+        ],
+    )
+
+    def build(p):
+        _ = (
+            _ticks(p, start, seconds)
+            | beam_hub.ApplyHubModule(
+                f"{dest}@latest",
+                keyed=True,
+                follow=True,
+                poll_seconds=POLL,
+                with_version=True,
+                max_batch_size=4,
+            )
+            | beam.Map(_keep("latest"))
+        )
+
+    result = _run(build)
+    thread.join()
+    rows = _by_time("latest")
+    assert len(rows) == int(seconds / INTERVAL)  # no tick lost, none twice
+    assert len({key for key, _, _ in rows}) == len(rows)
+    versions = [version for _, _, version in rows]
+    order = list(dict.fromkeys(versions))  # in the order first used
+    assert order == [f"{dest}/1.tar.gz", f"{dest}/2.tar.gz", f"{dest}/4.tar.gz"]  # never 3, never back
+    assert versions == sorted(versions, key=order.index)
+    assert {(value, version) for _, value, version in rows} == {
+        (14.0, f"{dest}/1.tar.gz"),
+        (28.0, f"{dest}/2.tar.gz"),
+        (14.0, f"{dest}/4.tar.gz"),
+    }
+    first_on_2 = next(key for key, _, version in rows if version.endswith("/2.tar.gz"))
+    assert first_on_2 <= done[1.5] + 2 * POLL + 1.0  # within two polls (and a load) of publishing
+    assert "its signature changed: inputs: ['x'] became ['sentences']" in caplog.text
+    found = counters(result)
+    assert found["version_swaps"] == 2 and found["version_rejected"] == 1
+    assert found[f"inference_elements@{dest}/2.tar.gz"] == versions.count(f"{dest}/2.tar.gz")
+
+
+def test_follows_an_alias_back_and_past_a_corrupt_version(modules_dir, tmp_path):
+    dest = str(tmp_path / "models" / "linear")
+    beam_hub.publish(modules_dir["one_input"], dest)
+    beam_hub.publish(modules_dir["one_input_x2"], dest)
+    beam_hub.set_alias(dest, "champion", 1)
+
+    def corrupt_3():
+        with open(os.path.join(dest, "3.tar.gz"), "wb") as f:
+            f.write(os.urandom(2048))
+        beam_hub.set_alias(dest, "champion", 3)
+
+    seconds = 6.0
+    start = time.time() + 1.0
+    thread, _ = _at(
+        start,
+        [
+            (1.5, lambda: beam_hub.set_alias(dest, "champion", 2)),
+            (3.0, corrupt_3),  # its archive is corrupt: rejected, 2 stays
+            (4.5, lambda: beam_hub.set_alias(dest, "champion", 1)),  # the rollback
+        ],
+    )
+
+    def build(p):
+        _ = (
+            _ticks(p, start, seconds)
+            | beam_hub.ApplyHubModule(
+                f"{dest}@champion",
+                keyed=True,
+                follow=True,
+                poll_seconds=POLL,
+                with_version=True,
+                max_batch_size=4,
+            )
+            | beam.Map(_keep("champion"))
+        )
+
+    result = _run(build)
+    thread.join()
+    rows = _by_time("champion")
+    assert len(rows) == int(seconds / INTERVAL)
+    runs = [version for i, (_, _, version) in enumerate(rows) if i == 0 or rows[i - 1][2] != version]
+    assert runs == [f"{dest}/1.tar.gz", f"{dest}/2.tar.gz", f"{dest}/1.tar.gz"]
+    assert counters(result)["version_rejected"] == 1
+
+
+def test_with_version_says_the_pinned_version_in_a_batch_job(modules_dir, tmp_path):
+    dest = str(tmp_path / "models")
+    beam_hub.publish(modules_dir["one_input"], dest)
+    beam_hub.publish(modules_dir["one_input_x2"], dest)
+
+    def build(p):
+        _ = (
+            p
+            | beam.Create([X, X])
+            | beam_hub.ApplyHubModule(f"{dest}@latest", with_version=True)
+            | beam.Map(_keep("pinned"))
+        )
+
+    _run(build)
+    assert [(out[0], version) for out, version in _seen("pinned")] == [(28.0, f"{dest}/2.tar.gz")] * 2
+
+
+def test_columnar_batches_get_a_version_column(modules_dir, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    dest = str(tmp_path / "models")
+    beam_hub.publish(modules_dir["one_input"], dest)
+    table = pa.table({"x": pa.array([X.tolist()] * 3, pa.list_(pa.float32()))})
+
+    def build(p):
+        _ = (
+            p
+            | beam.Create([table])
+            | beam_hub.ApplyHubModule(f"{dest}@latest", columns="x", follow=True, with_version=True)
+            | beam.Map(_keep("columnar"))
+        )
+
+    _run(build)
+    (out,) = _seen("columnar")
+    assert out["output_version"] == [f"{dest}/1.tar.gz"] * 3
+    assert out["output"] == [[14.0]] * 3
+
+
+def test_follow_is_refused_with_large_model():
+    with pytest.raises(ValueError, match="cannot be combined with large_model"):
+        beam_hub.ApplyHubModule("/x@latest", follow=True, large_model=True)
+
+
+def test_watch_versions_emits_at_start_and_when_the_name_moves(modules_dir, tmp_path):
+    dest = str(tmp_path / "models" / "linear")
+    beam_hub.publish(modules_dir["one_input"], dest)
+    beam_hub.set_alias(dest, "champion", 1)
+    seconds = 5.0
+    start = time.time() + 1.0
+    thread, _ = _at(
+        start,
+        [
+            (1.5, lambda: beam_hub.publish(modules_dir["one_input_x2"], dest)),  # not the champion
+            (2.5, lambda: beam_hub.set_alias(dest, "champion", 2)),
+            (3.5, lambda: beam_hub.set_alias(dest, "champion", 1)),
+        ],
+    )
+
+    def build(p):
+        _ = (
+            p
+            | beam_hub.WatchVersions(f"{dest}@champion", poll_seconds=POLL, stop_timestamp=start + seconds)
+            | beam.Map(lambda m: (m.model_id, m.model_name))
+            | beam.Map(_keep("watch"))
+        )
+
+    _run(build)
+    thread.join()
+    name = f"{dest}@champion"
+    assert [tuple(m) for m in _seen("watch")] == [
+        (f"{dest}/1.tar.gz", name),
+        (f"{dest}/2.tar.gz", name),
+        (f"{dest}/1.tar.gz", name),
+    ]

@@ -101,6 +101,19 @@ class Follower:
             if version == self.version:
                 self._last = (batch, shape)
 
+    def compute(self, batch: Any) -> tuple[str, Any]:
+        """``batch``'s outputs by the version in use (``probe``), and that version; noted for the
+        next version's check. One call, so a follower in another process (``large_model``)
+        answers a batch in one round trip."""
+        version, module = self.current()
+        outputs = self._probe(module, batch)
+        self.computed(version, batch, outputs)
+        return version, outputs
+
+    def spec(self, apply: Any) -> Any:
+        """The signature the version in use applies (``module.spec(apply)``)."""
+        return self.current()[1].spec(apply)
+
     def events(self) -> list[Event]:
         """The swaps and rejections since the last call (each reported once, to one caller)."""
         with self._lock:

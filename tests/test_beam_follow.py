@@ -217,9 +217,40 @@ def test_columnar_batches_get_a_version_column(modules_dir, tmp_path):
     assert out["output"] == [[14.0]] * 3
 
 
-def test_follow_is_refused_with_large_model():
-    with pytest.raises(ValueError, match="cannot be combined with large_model"):
-        beam_hub.ApplyHubModule("/x@latest", follow=True, large_model=True)
+def test_large_model_follows_in_the_machines_model_process(modules_dir, tmp_path):
+    """large_model=True: the follower and its module live in the model process; each batch is one
+    proxied call that returns the outputs and the version that computed them."""
+    dest = str(tmp_path / "models" / "linear")
+    beam_hub.publish(modules_dir["one_input"], dest)
+    seconds = 4.0
+    start = time.time() + 1.0
+    thread, _ = _at(start, [(1.5, lambda: beam_hub.publish(modules_dir["one_input_x2"], dest))])
+
+    def build(p):
+        _ = (
+            _ticks(p, start, seconds)
+            | beam_hub.ApplyHubModule(
+                f"{dest}@latest",
+                keyed=True,
+                follow=True,
+                large_model=True,
+                poll_seconds=POLL,
+                with_version=True,
+                max_batch_size=4,
+            )
+            | beam.Map(_keep("large"))
+        )
+
+    _run(build)
+    thread.join()
+    rows = _by_time("large")
+    assert len(rows) == int(seconds / INTERVAL)
+    runs = [version for i, (_, _, version) in enumerate(rows) if i == 0 or rows[i - 1][2] != version]
+    assert runs == [f"{dest}/1.tar.gz", f"{dest}/2.tar.gz"]
+    assert {(value, version) for _, value, version in rows} == {
+        (14.0, f"{dest}/1.tar.gz"),
+        (28.0, f"{dest}/2.tar.gz"),
+    }
 
 
 def test_watch_versions_emits_at_start_and_when_the_name_moves(modules_dir, tmp_path):

@@ -321,3 +321,29 @@ def test_a_pipeline_pins_a_branch_to_its_commit_when_it_is_built(hub, fruit_repo
         assert_that(out, equal_to([[6.0]] * 4))  # every worker applies the commit pinned at build time
 
     run_pipeline(build)
+
+
+def test_a_follower_of_a_branch_moves_with_it_and_downloads_only_when_it_moved(hub, fruit_repo, modules_dir):
+    """follow=True on hf://org/repo@main: each poll is one API call; files only for a new commit."""
+    from beam_hub.aliases import resolve_version
+    from beam_hub.batch import ApplySpec
+    from beam_hub.beam.shared_model import ModuleKey
+    from beam_hub.follow import Follower, output_structure, signature_structure
+
+    spec = ApplySpec()
+    follower = Follower(
+        "hf://acme/fruit@main",
+        lambda concrete: ModuleKey(concrete).load(),
+        poll_seconds=60,
+        resolve=resolve_version,
+        probe=lambda module, batch: module.apply_batch(batch, spec),
+        structure=output_structure,
+        signature=lambda module: signature_structure(module.spec(spec)),
+    )
+    assert follower.compute([X[0]])[1][0].tolist() == [6.0]
+    files = len(hub.file_requests())
+    assert follower.poll() is False and len(hub.file_requests()) == files  # unmoved: no download
+    second = fruit_repo.push(read_tree(modules_dir["one_input_x2"]))
+    assert follower.poll() is True
+    version, outputs = follower.compute([X[0]])
+    assert (version, outputs[0].tolist()) == (f"hf://acme/fruit@{second}", [12.0])

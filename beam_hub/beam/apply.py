@@ -108,11 +108,6 @@ class ApplyHubModule(beam.PTransform):
         with_version: bool = False,
     ) -> None:
         super().__init__()
-        if follow and large_model:
-            raise ValueError(
-                "follow=True keeps one module per worker process and swaps it there; it cannot be "
-                "combined with large_model=True (one module per machine) yet."
-            )
         if follow and not poll_seconds > 0:
             raise ValueError(f"poll_seconds must be positive, got {poll_seconds}")
         if min_batch_size > max_batch_size:
@@ -257,25 +252,20 @@ class _ApplyDoFn(beam.DoFn):
 
     def setup(self) -> None:
         self._metrics = InferenceMetrics(self._handler.handle)
-        spec = self._spec
         self._source.open(
-            self._metrics,
-            f"elements {spec}",
-            lambda module, values: module.apply_batch(values, spec),
-            output_structure,
+            self._metrics, f"elements {self._spec}", _apply_elements(self._spec), output_structure
         )
 
     def process(self, batch: list[Any]) -> list[Any]:
         self._metrics.flush_load()
-        version, module = self._source.current()
         keys, values = self._split_keys(batch) if self._keyed else (None, batch)
         start = time.perf_counter()
         try:
-            outputs = module.apply_batch(values, self._spec)
+            version, outputs = self._source.run(values)
         except Exception as e:  # noqa: BLE001 - isolated per element below
-            return self._one_by_one(module, version, batch, keys, values, e)
+            return self._one_by_one(batch, keys, values, e)
         self._metrics.inferred(len(outputs), msecs=(time.perf_counter() - start) * 1000)
-        self._source.computed(version, values, outputs, self._metrics, len(outputs))
+        self._source.report(self._metrics, version, len(outputs))
         if self._with_version:
             outputs = [(output, version) for output in outputs]
         return outputs if keys is None else list(zip(keys, outputs))
@@ -291,20 +281,14 @@ class _ApplyDoFn(beam.DoFn):
         return list(keys), list(values)
 
     def _one_by_one(
-        self,
-        module: Any,
-        version: str,
-        batch: list[Any],
-        keys: list[Any] | None,
-        values: list[Any],
-        batch_error: Exception,
+        self, batch: list[Any], keys: list[Any] | None, values: list[Any], batch_error: Exception
     ) -> list[Any]:
         """Apply each element alone: good ones get outputs; a bad one is dead-lettered or named."""
         results: list[Any] = []
         culprit = None
         for i, (element, value) in enumerate(zip(batch, values)):
             try:
-                (output,) = module.apply_batch([value], self._spec)
+                version, (output,) = self._source.run([value])
             except Exception as e:  # noqa: BLE001 - reported per element
                 if not self._dead_letter:
                     culprit = (element, e)
@@ -313,22 +297,19 @@ class _ApplyDoFn(beam.DoFn):
                     beam.pvalue.TaggedOutput(FAILED, FailedElement(element, str(e), type(e).__name__))
                 )
                 continue
+            self._source.report(self._metrics, version, 1)
             output = (output, version) if self._with_version else output
             results.append(output if keys is None else (keys[i], output))
         if culprit is None and not self._dead_letter:
             raise batch_error  # every element works alone: the batch itself is the problem
         if culprit is not None:
             element, error = culprit
-            spec = module.spec(self._spec)
             raise InputError(
                 f"ApplyHubModule({self._handler.handle!r}) failed on element {_short(element)}: {error} "
-                f"(signature {spec}). Use .with_exception_handling() to route bad elements to a "
+                f"(signature {self._source.spec()}). Use .with_exception_handling() to route bad elements to a "
                 "'failed' output instead."
             ) from error
-        good = sum(1 for r in results if not isinstance(r, beam.pvalue.TaggedOutput))
-        self._metrics.inferred(good)
-        if self._source.following:
-            self._metrics.followed(version, good, [])
+        self._metrics.inferred(sum(1 for r in results if not isinstance(r, beam.pvalue.TaggedOutput)))
         return results
 
 
@@ -364,12 +345,8 @@ class _ColumnarDoFn(_ApplyDoFn):
     def setup(self) -> None:
         self._metrics = InferenceMetrics(self._handler.handle)
         how = f"columns {self._spec} {self._columns!r} {self._output_column} {self._max_rows}"
-        self._source.open(self._metrics, how, self._apply, output_structure)
-
-    def _apply(self, module: Any, batch: Any) -> Any:
-        return module.apply_table(
-            batch, self._columns, self._spec, output_column=self._output_column, max_rows=self._max_rows
-        )
+        compute = _apply_table(self._spec, self._columns, self._output_column, self._max_rows)
+        self._source.open(self._metrics, how, compute, output_structure)
 
     def _versioned(self, out: Any, version: str) -> Any:
         if not self._with_version:
@@ -384,34 +361,47 @@ class _ColumnarDoFn(_ApplyDoFn):
         n = columnar.num_rows(batch)
         if n == 0:
             return
-        version, module = self._source.current()
         start = time.perf_counter()
         try:
-            out = self._apply(module, batch)
-        except Exception as e:
+            version, out = self._source.run(batch)
+        except Exception:
             if not self._dead_letter:
                 raise
-            yield from self._row_by_row(module, version, batch, n, e)
+            yield from self._row_by_row(batch, n)
             return
         self._metrics.inferred(n, calls=-(-n // self._max_rows), msecs=(time.perf_counter() - start) * 1000)
-        self._source.computed(version, batch, out, self._metrics, n)
+        self._source.report(self._metrics, version, n)
         yield self._versioned(out, version)
 
-    def _row_by_row(self, module: Any, version: str, batch: Any, n: int, batch_error: Exception) -> Any:
+    def _row_by_row(self, batch: Any, n: int) -> Any:
         good = []
         for i in range(n):
-            row = columnar.take(batch, i, 1)
             try:
-                good.append(self._apply(module, row))
+                version, out = self._source.run(columnar.take(batch, i, 1))
             except Exception as e:  # noqa: BLE001 - reported per row
                 yield beam.pvalue.TaggedOutput(
                     FAILED, FailedElement(columnar.row(batch, i), str(e), type(e).__name__)
                 )
+                continue
+            self._source.report(self._metrics, version, 1)
+            good.append(self._versioned(out, version))
         self._metrics.inferred(len(good))
-        if self._source.following:
-            self._metrics.followed(version, len(good), [])
         if good:
-            yield self._versioned(columnar.concat(good), version)
+            yield columnar.concat(good)
+
+
+def _apply_elements(spec: Any) -> Callable[[Any, Any], Any]:
+    def compute(module: Any, values: Any) -> Any:
+        return module.apply_batch(values, spec)
+
+    return compute
+
+
+def _apply_table(spec: Any, columns: Any, output_column: str, max_rows: int) -> Callable[[Any, Any], Any]:
+    def compute(module: Any, batch: Any) -> Any:
+        return module.apply_table(batch, columns, spec, output_column=output_column, max_rows=max_rows)
+
+    return compute
 
 
 _SHUFFLE_KEYS = 64

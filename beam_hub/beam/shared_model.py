@@ -94,11 +94,17 @@ def acquire(key: ModuleKey, *, per_machine: bool = False) -> Acquired:
 _followers: dict[str, Any] = {}
 
 
-def acquire_follower(key: ModuleKey, poll_seconds: float, how: str, make: Any) -> Any:
+def acquire_follower(
+    key: ModuleKey, poll_seconds: float, how: str, make: Any, *, per_machine: bool = False
+) -> Any:
     """The process's :class:`beam_hub.follow.Follower` of ``key.handle`` (a moving name), made by
-    ``make()`` on first use: one per process and way of applying (``how``), shared by every
-    thread and DoFn instance, so each process polls once per interval and holds one version."""
+    ``make()`` on first use: one per process and way of computing (``how``), shared by every
+    thread and DoFn instance, so each process polls once per interval and holds one version.
+    With ``per_machine`` it lives in the machine's model process (as ``large_model`` modules do)
+    and this returns a proxy to it."""
     tag = f"{key.tag}-follow-{poll_seconds}-{hashlib.sha256(how.encode()).hexdigest()[:16]}"
+    if per_machine:
+        return multi_process_shared.MultiProcessShared(make, tag=tag, always_proxy=True).acquire()
     with _registry_lock:
         handle = _registry.setdefault(tag, shared.Shared())
     follower = handle.acquire(make, tag=tag)

@@ -1,6 +1,13 @@
-"""Where an ApplyHubModule DoFn's module comes from: pinned (one version, loaded once per process)
-or followed (``follow=True``: a :class:`beam_hub.follow.Follower` per process swaps in new
-versions of a moving name between batches)."""
+"""Where an ApplyHubModule DoFn's module comes from, and how a batch is computed with it:
+
+pinned            one version, loaded once per process (Beam's Shared) or per machine
+                  (``large_model``: multi_process_shared, calls proxied)
+followed          ``follow=True``: a :class:`beam_hub.follow.Follower` per process swaps in new
+                  versions of a moving name between batches
+followed, shared  ``follow=True, large_model=True``: the follower lives in the machine's model
+                  process with its module; each batch is one proxied call returning the
+                  outputs and the version that computed them
+"""
 
 from __future__ import annotations
 
@@ -15,13 +22,15 @@ from beam_hub.beam.shared_model import acquire, acquire_follower
 
 
 class ModuleSource:
-    """``current()`` -> (version, module) for each batch; ``computed(...)`` after it."""
+    """``run(batch)`` -> (version, outputs), computed by ``compute(module, batch)`` (given to
+    ``open``) with the module of the version in use."""
 
     def __init__(self, handler: HubModelHandler, poll_seconds: float | None) -> None:
         self._handler = handler
         self._poll_seconds = poll_seconds
         self._follower: Any = None
         self._module: Any = None
+        self._compute: Callable[[Any, Any], Any] | None = None
 
     @property
     def following(self) -> bool:
@@ -31,14 +40,17 @@ class ModuleSource:
         self,
         metrics: InferenceMetrics,
         how: str,
-        probe: Callable[[Any, Any], Any],
+        compute: Callable[[Any, Any], Any],
         structure: Callable[[Any], Any],
     ) -> None:
-        """Load (or find) this process's module or follower; ``probe(module, batch)`` computes a
-        batch's outputs the way the DoFn does, ``structure(outputs)`` what must not change."""
+        """Load (or find) this process's module or follower. ``how`` names the way of computing
+        (followers are shared by DoFns that compute alike); ``structure(outputs)`` is what must
+        not change between versions."""
+        self._compute = compute
         key = self._handler.module_key
+        per_machine = self._handler.share_model_across_processes()
         if not self.following:
-            acquired = acquire(key, per_machine=self._handler.share_model_across_processes())
+            acquired = acquire(key, per_machine=per_machine)
             self._module = acquired.module
             metrics.loaded(acquired.load_msecs)
             return
@@ -46,6 +58,7 @@ class ModuleSource:
         from beam_hub.follow import Follower, signature_structure
 
         spec = self._handler.apply_spec
+        poll = self._poll_seconds or 60.0
         made: list[float] = []
 
         def load(concrete: str) -> Any:
@@ -56,26 +69,32 @@ class ModuleSource:
             follower = Follower(
                 key.handle,
                 load,
-                poll_seconds=self._poll_seconds or 60.0,
+                poll_seconds=poll,
                 resolve=resolve_version,
-                probe=probe,
+                probe=compute,
                 structure=structure,
                 signature=lambda module: signature_structure(module.spec(spec)),
             )
             made.append((time.perf_counter() - start) * 1000.0)
             return follower
 
-        self._follower = acquire_follower(key, self._poll_seconds or 60.0, how, make)
+        self._follower = acquire_follower(key, poll, how, make, per_machine=per_machine)
         metrics.loaded(made[0] if made else None)
 
-    def current(self) -> tuple[str, Any]:
+    def run(self, batch: Any) -> tuple[str, Any]:
+        """The version in use and its outputs for ``batch``."""
         if self._follower is None:
-            return self._handler.handle, self._module
-        return self._follower.current()
+            assert self._compute is not None
+            return self._handler.handle, self._compute(self._module, batch)
+        return self._follower.compute(batch)
 
-    def computed(self, version: str, batch: Any, outputs: Any, metrics: InferenceMetrics, n: int) -> None:
-        """After a batch: note it for the next version's check, and report versions' metrics."""
+    def spec(self) -> Any:
+        """The signature of the version in use (for messages)."""
         if self._follower is None:
-            return
-        self._follower.computed(version, batch, outputs)
-        metrics.followed(version, n, self._follower.events())
+            return self._module.spec(self._handler.apply_spec)
+        return self._follower.spec(self._handler.apply_spec)
+
+    def report(self, metrics: InferenceMetrics, version: str, n: int) -> None:
+        """After a batch: the versions' metrics (elements per version, swaps, rejections)."""
+        if self._follower is not None:
+            metrics.followed(version, n, self._follower.events())

@@ -10,17 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 from beam_hub import errors
 from beam_hub.alias_store import Alias, get_alias, list_aliases, remove_alias, set_alias
-from beam_hub.aliases import resolve_version
 from beam_hub.archive import pack
 from beam_hub.cache import LocalCache
 from beam_hub.handles import Handle, parse_handle
 from beam_hub.publish import publish
-from beam_hub.resolvers import Resolver, register_resolver, registered_resolvers, resolve, unregister_resolver
+from beam_hub.resolvers import (
+    Resolver,
+    register_resolver,
+    registered_resolvers,
+    resolve,
+    resolve_version,
+    unregister_resolver,
+)
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "audit": "beam_hub.safety",
+    "audit": "beam_hub.auditing",
     "AuditReport": "beam_hub.safety",
     "load": "beam_hub.module",
     "HubModule": "beam_hub.module",
@@ -37,12 +43,13 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from beam_hub.auditing import audit
     from beam_hub.beam import ApplyHubModule, FailedElement, HubModelHandler
     from beam_hub.beam.mltransform import HubImageEmbeddings, HubTextEmbeddings
     from beam_hub.beam.watch import WatchVersions
     from beam_hub.keras_layer import KerasLayer
     from beam_hub.module import HubModule, load
-    from beam_hub.safety import AuditReport, audit
+    from beam_hub.safety import AuditReport
     from beam_hub.signatures import SignatureSpec
     from beam_hub.train.transforms import ExportHubModule, FineTuneHubModule
 

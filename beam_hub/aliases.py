@@ -69,19 +69,6 @@ def resolve_alias(handle: str | os.PathLike) -> str:
     return concrete
 
 
-def resolve_version(handle: str | os.PathLike) -> str:
-    """The concrete handle a moving name stands for now: ``DEST@latest`` -> DEST's newest version;
-    ``DEST@NAME`` -> the version alias NAME points at; a Hugging Face branch or tag (``hf://org/repo[@main][/SUBDIR]``) -> ``hf://org/repo@<commit>[/SUBDIR]``
-    (unchanged offline or when the Hub cannot be reached); any other handle as given. Pipelines
-    call it once, on the launcher, so that every worker applies the same version."""
-    raw = resolve_alias(handle)
-    if protocol(raw) == "hf":
-        from beam_hub.resolvers.huggingface import pin
-
-        return pin(raw)
-    return raw
-
-
 def _exists(path: str) -> bool:
     try:
         fs, root = filesystem(path)

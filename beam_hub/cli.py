@@ -40,7 +40,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """`inspect --audit`: the audit, without loading the module; exit 1 when it found anything."""
-    from beam_hub.safety import audit
+    from beam_hub.auditing import audit
 
     report = audit(args.handle, allow_ops=args.allow_op, cache_dir=args.cache_dir)
     if args.json:

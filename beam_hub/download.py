@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 
 from beam_hub import settings
-from beam_hub.errors import BeamHubError, DownloadError, ModuleNotFoundAtHandleError, TruncatedDownloadError
+from beam_hub.errors import (
+    BeamHubError,
+    DownloadError,
+    HttpStatusError,
+    ModuleNotFoundAtHandleError,
+    TruncatedDownloadError,
+)
 from beam_hub.progress import download_callback
 from beam_hub.sinks import Sink, SinkFailed
 
@@ -32,17 +38,6 @@ _CHUNK = 1 << 20
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _SHA256_ETAG = re.compile(r'^(?:W/)?"?([0-9a-fA-F]{64})"?$')
 _MAX_LOCATION_BYTES = 64 << 10
-
-
-class HttpStatusError(Exception):
-    """The server answered with an error status (``status``); ``reason`` is its reason phrase."""
-
-    def __init__(self, url: str, status: int, reason: str, *, redirected: bool = False) -> None:
-        super().__init__(f"HTTP {status} {reason}".strip() + (f" from {url}" if redirected else ""))
-        self.url = url
-        self.status = status
-        self.reason = reason
-        self.redirected = redirected  # answered by a host a redirect led to (e.g. a signed storage URL)
 
 
 def timeout_options(url: str) -> dict[str, Any]:

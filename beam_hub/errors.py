@@ -30,6 +30,19 @@ class DownloadError(BeamHubError, IOError):
     """A download failed after its retries, or the server answered with a client error."""
 
 
+class HttpStatusError(Exception):
+    """The server answered with an error status (``status``); ``reason`` is its reason phrase.
+    Raised inside the download path, where retries and resumes are decided; a user sees a
+    :class:`DownloadError` or :class:`ModuleNotFoundAtHandleError` naming it."""
+
+    def __init__(self, url: str, status: int, reason: str, *, redirected: bool = False) -> None:
+        super().__init__(f"HTTP {status} {reason}".strip() + (f" from {url}" if redirected else ""))
+        self.url = url
+        self.status = status
+        self.reason = reason
+        self.redirected = redirected  # answered by a host a redirect led to (e.g. a signed storage URL)
+
+
 class IntegrityError(DownloadError):
     """Downloaded bytes are not what was promised (truncated, wrong size, not an archive)."""
 

@@ -16,6 +16,8 @@ import re
 import sys
 import threading
 
+from beam_hub import settings
+
 _NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     rb"|[IW]\d{4} [\d:. ]+\d+ [\w.]+:\d+\] "
@@ -72,7 +74,7 @@ class NativeStderrFilter:
 
 def quiet_tensorflow() -> NativeStderrFilter | None:
     """Filter native start-up noise unless the user set TF_CPP_MIN_LOG_LEVEL (their choice wins)."""
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+    if settings.tf_log_level() is not None:
         return None
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return NativeStderrFilter()

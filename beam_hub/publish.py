@@ -25,14 +25,14 @@ from fsspec.implementations.local import LocalFileSystem
 from beam_hub.archive import pack
 from beam_hub.download import filesystem
 from beam_hub.errors import PublishError
-from beam_hub.layout import SUFFIX, entries, numbers, versions
+from beam_hub.layout import SUFFIX, entries, numbers
 from beam_hub.savedmodel import require_saved_model_dir
 
 _VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _FINGERPRINT = ".fingerprint"
 _MAX_FINGERPRINT_BYTES = 4096
 
-__all__ = ["PublishError", "publish", "published_with", "versions"]
+__all__ = ["PublishError", "publish", "published_with"]
 
 
 def published_with(dest: str, fingerprint: str) -> str | None:

@@ -129,6 +129,12 @@ def call_threads() -> int:
     return value
 
 
+def tf_log_level() -> str | None:
+    """TF_CPP_MIN_LOG_LEVEL as the user set it (None when unset: beam-hub then quiets TensorFlow's
+    native start-up lines itself, see :mod:`beam_hub.native_stderr`)."""
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+
+
 def progress_mode() -> bool | None:
     raw = _raw("BEAM_HUB_PROGRESS").lower()
     if not raw:

@@ -59,10 +59,10 @@ def rss_mb() -> float:
 def run_way(way: str, module: str, dest: str, swaps: int) -> dict[str, float]:
     """In this process: take up ``swaps`` new versions the given way; RSS after 1 and after all."""
     import beam_hub
-    from beam_hub.aliases import resolve_version
     from beam_hub.batch import ApplySpec
     from beam_hub.beam.shared_model import ModuleKey
     from beam_hub.follow import Follower, output_structure, signature_structure
+    from beam_hub.resolvers import resolve_version
 
     spec = ApplySpec()
     beam_hub.publish(module, dest)

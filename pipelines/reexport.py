@@ -33,13 +33,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import beam_hub
 from beam_hub import alias_store
 from beam_hub import errors as errors_module
-from beam_hub.aliases import resolve_version
 from beam_hub.cache import Manifest
 from beam_hub.download import filesystem
 from beam_hub.errors import BeamHubError, FineTuneError
 from beam_hub.files import records_to_json
 from beam_hub.layout import SUFFIX
 from beam_hub.publish import published_with
+from beam_hub.resolvers import resolve_version
 from pipelines.io import Located, input_format, match_files, read_records, setup_logging, with_default_runner
 
 TRAIN_FORMATS = ("jsonl", "csv", "parquet", "tfrecord")

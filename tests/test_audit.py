@@ -311,7 +311,7 @@ def test_serve_shows_the_audit_and_never_loads_a_risky_module(modules_dir, tmp_p
 
 def test_publish_refuses_high_findings_unless_allowed(crafted, tmp_path):
     from beam_hub.errors import PublishError
-    from beam_hub.publish import versions
+    from beam_hub.layout import versions
 
     dest = str(tmp_path / "hub" / "writer")
     with pytest.raises(

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import beam_hub
-from beam_hub.aliases import resolve_version
 from beam_hub.batch import ApplySpec
 from beam_hub.beam.shared_model import ModuleKey
 from beam_hub.follow import Follower, output_structure, signature_structure
+from beam_hub.resolvers import resolve_version
 
 X = np.array([[1.0, 2.0, 3.0]], np.float32)
 SPEC = ApplySpec()

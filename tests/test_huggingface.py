@@ -325,10 +325,10 @@ def test_a_pipeline_pins_a_branch_to_its_commit_when_it_is_built(hub, fruit_repo
 
 def test_a_follower_of_a_branch_moves_with_it_and_downloads_only_when_it_moved(hub, fruit_repo, modules_dir):
     """follow=True on hf://org/repo@main: each poll is one API call; files only for a new commit."""
-    from beam_hub.aliases import resolve_version
     from beam_hub.batch import ApplySpec
     from beam_hub.beam.shared_model import ModuleKey
     from beam_hub.follow import Follower, output_structure, signature_structure
+    from beam_hub.resolvers import resolve_version
 
     spec = ApplySpec()
     follower = Follower(

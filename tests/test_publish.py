@@ -7,7 +7,7 @@ import pytest
 
 import beam_hub
 from beam_hub.errors import NotASavedModelError, PublishError
-from beam_hub.publish import versions
+from beam_hub.layout import versions
 from helpers import run_cli
 
 

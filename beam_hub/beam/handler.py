@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from beam_hub.aliases import resolve_version
 from beam_hub.batch import ApplySpec, LoadedModule
 from beam_hub.beam.metrics import METRICS_NAMESPACE
 from beam_hub.beam.shared_model import ModuleKey
+from beam_hub.resolvers import resolve_version
 
 
 class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):

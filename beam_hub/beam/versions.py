@@ -54,8 +54,8 @@ class ModuleSource:
             self._module = acquired.module
             metrics.loaded(acquired.load_msecs)
             return
-        from beam_hub.aliases import resolve_version
         from beam_hub.follow import Follower, signature_structure
+        from beam_hub.resolvers import resolve_version
 
         spec = self._handler.apply_spec
         poll = self._poll_seconds or 60.0

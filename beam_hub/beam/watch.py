@@ -78,7 +78,7 @@ class _WhenMoved(beam.DoFn):
         self._id = uuid.uuid4().hex  # one per WatchVersions: two pipelines never share a memory
 
     def process(self, _tick: Any):
-        from beam_hub.aliases import resolve_version
+        from beam_hub.resolvers import resolve_version
 
         try:
             concrete = resolve_version(self._handle)

@@ -11,7 +11,7 @@ from beam_hub.resolvers.archive import ArchiveResolver
 from beam_hub.resolvers.base import Resolver
 from beam_hub.resolvers.builtin import BuiltinResolver
 from beam_hub.resolvers.http import HttpResolver
-from beam_hub.resolvers.huggingface import HuggingFaceResolver
+from beam_hub.resolvers.huggingface import HuggingFaceResolver, pin
 from beam_hub.resolvers.kaggle import KaggleResolver
 from beam_hub.resolvers.path import LocalDirResolver
 from beam_hub.resolvers.registry import (
@@ -21,6 +21,7 @@ from beam_hub.resolvers.registry import (
     unregister_resolver,
 )
 from beam_hub.resolvers.remote_dir import RemoteDirResolver
+from beam_hub.urls import protocol
 
 for _builtin in (
     BuiltinResolver(),
@@ -49,10 +50,19 @@ def resolve(
     URLs); ``hf://ORG/REPO[@REVISION][/SUBDIR]`` on the Hugging Face Hub. ``cache_dir`` defaults to ``TFHUB_CACHE_DIR``, else
     ``~/.cache/beam_hub``; a remote ``cache_dir`` (``gs://bucket/prefix``) is a cache shared by
     every machine, in front of a local one at ``local_cache_dir`` (else BEAM_HUB_LOCAL_CACHE_DIR).
-    ``DEST@latest`` resolves DEST's newest published version (see :mod:`beam_hub.aliases`).
+    ``DEST@latest`` and ``DEST@NAME`` resolve to the version they name (see :mod:`beam_hub.aliases`).
     Safe to call from many processes, on many machines, at once.
     """
     return resolve_in(parse_handle(resolve_alias(handle)), open_cache(cache_dir, local_cache_dir))
+
+
+def resolve_version(handle: str | os.PathLike) -> str:
+    """The concrete handle a moving name stands for now: ``DEST@latest`` -> DEST's newest version;
+    ``DEST@NAME`` -> the version alias NAME points at; a Hugging Face branch or tag (``hf://org/repo[@main][/SUBDIR]``) -> ``hf://org/repo@<commit>[/SUBDIR]``
+    (unchanged offline or when the Hub cannot be reached); any other handle as given. Pipelines
+    call it once, on the launcher, so that every worker applies the same version."""
+    raw = resolve_alias(handle)
+    return pin(raw) if protocol(raw) == "hf" else raw
 
 
 __all__ = [
@@ -61,5 +71,6 @@ __all__ = [
     "registered_resolvers",
     "resolve",
     "resolve_in",
+    "resolve_version",
     "unregister_resolver",
 ]

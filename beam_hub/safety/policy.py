@@ -31,22 +31,6 @@ _warned: set[tuple] = set()
 _lock = threading.Lock()
 
 
-def audit(
-    handle: str | os.PathLike,
-    *,
-    allow_ops: Iterable[str] = (),
-    cache_dir: str | os.PathLike | None = None,
-    local_cache_dir: str | os.PathLike | None = None,
-) -> AuditReport:
-    """Resolve ``handle`` and audit its module without loading it: every op that can read or
-    write files, list them, call Python, reach the network, or that the installed TensorFlow
-    does not know, with where it is reachable from. ``allow_ops`` leaves the named ops out."""
-    from beam_hub.resolvers import resolve
-
-    path = resolve(handle, cache_dir=cache_dir, local_cache_dir=local_cache_dir)
-    return audit_path(path).allowing(allow_ops)
-
-
 def audit_path(path: str) -> AuditReport:
     """The audit of the module directory ``path``: remembered per process, and in the entry's
     manifest when it has one; scanned otherwise."""

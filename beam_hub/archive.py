@@ -11,7 +11,7 @@ import stat
 import tarfile
 import uuid
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from beam_hub import settings
 from beam_hub.compression import FORMATS, CorruptStreamError, decompressing
@@ -76,7 +76,7 @@ def sniff(head: bytes, what: str) -> None:
 class _HashingReader(io.RawIOBase):
     """Read-through wrapper that hashes every byte read, after replaying ``head`` first."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: IO[bytes] | io.RawIOBase) -> None:
         self.raw = raw
         self.sha256 = hashlib.sha256()
         self.head = b""
@@ -90,7 +90,13 @@ class _HashingReader(io.RawIOBase):
             buffer[:n] = self.head[:n]
             self.head = self.head[n:]
             return n
-        n = self.raw.readinto(buffer)
+        readinto = getattr(self.raw, "readinto", None)  # files, sockets, fsspec files have it
+        if readinto is not None:
+            n = readinto(buffer)
+        else:  # any other binary stream: read, then copy
+            data = self.raw.read(len(buffer))
+            n = len(data)
+            buffer[:n] = data
         if n:
             self.sha256.update(memoryview(buffer)[:n])
         return n
@@ -157,7 +163,7 @@ def _capped_tarinfo(budget: _Budget) -> type[tarfile.TarInfo]:
                         f"limit is {limit}); refusing the archive."
                     )
                 budget.charge(tarfile.BLOCKSIZE + _round_up(self.size, tarfile.BLOCKSIZE))
-            return super()._proc_member(tarfile_)
+            return super()._proc_member(tarfile_)  # type: ignore[misc]  # CPython tarfile hook
 
         # GNU tar -S writes sparse files in one of two ways that keep their map of data regions
         # outside any header size: the old GNU format's extension blocks, and the PAX 1.0 format's
@@ -165,14 +171,15 @@ def _capped_tarinfo(budget: _Budget) -> type[tarfile.TarInfo]:
         # CPython 3.10-3.13 do, but charge every block and stop at MAX_SPARSE_REGIONS regions.
 
         def _proc_sparse(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-            structs, isextended, origsize = self._sparse_structs  # the 4 regions in the header itself
-            del self._sparse_structs
+            # the 4 regions in the header itself (set by CPython tarfile._proc_member)
+            structs, isextended, origsize = self._sparse_structs  # type: ignore[attr-defined]
+            del self._sparse_structs  # type: ignore[attr-defined]
             while isextended:
                 buf = _read_block(tarfile_, budget)
                 for pos in range(0, 21 * 24, 24):
                     try:
-                        offset = tarfile.nti(buf[pos : pos + 12])
-                        numbytes = tarfile.nti(buf[pos + 12 : pos + 24])
+                        offset = tarfile.nti(buf[pos : pos + 12])  # type: ignore[attr-defined]
+                        numbytes = tarfile.nti(buf[pos + 12 : pos + 24])  # type: ignore[attr-defined]
                     except ValueError:
                         break
                     if offset and numbytes:
@@ -181,7 +188,7 @@ def _capped_tarinfo(budget: _Budget) -> type[tarfile.TarInfo]:
                 isextended = bool(buf[504])
             self.sparse = structs
             self.offset_data = tarfile_.fileobj.tell()
-            tarfile_.offset = self.offset_data + self._block(self.size)
+            tarfile_.offset = self.offset_data + self._block(self.size)  # type: ignore[attr-defined]
             self.size = origsize
             return self
 
@@ -204,7 +211,7 @@ def _capped_tarinfo(budget: _Budget) -> type[tarfile.TarInfo]:
                     raise _malformed_map(budget.what)
                 numbers.append(int(number))
             next_.offset_data = tarfile_.fileobj.tell()
-            next_.sparse = list(zip(numbers[::2], numbers[1::2]))
+            next_.sparse = list(zip(numbers[::2], numbers[1::2]))  # type: ignore[assignment]  # as CPython stores it
 
     return CappedTarInfo
 
@@ -229,7 +236,11 @@ def _check_regions(count: int, what: str) -> None:
 
 
 def safe_extract(
-    source: str | os.PathLike | BinaryIO, dest: str, *, what: str, max_bytes: int | None = None
+    source: str | os.PathLike[str] | IO[bytes] | io.RawIOBase,
+    dest: str,
+    *,
+    what: str,
+    max_bytes: int | None = None,
 ) -> ExtractedFiles:
     """Extract an archive (a path, or a binary stream read once to its end) into ``dest`` in one
     streaming pass; return the archive's sha256 and the size and sha256 of every file written.
@@ -374,7 +385,7 @@ def _linked_file(member: tarfile.TarInfo, files: FileRecords, what: str) -> str:
     return linked
 
 
-def _write_member(src: BinaryIO | None, target: str, member: tarfile.TarInfo, what: str) -> FileRecord:
+def _write_member(src: IO[bytes] | None, target: str, member: tarfile.TarInfo, what: str) -> FileRecord:
     digest = hashlib.sha256()
     written = 0
     with open(target, "wb") as out:

@@ -66,7 +66,9 @@ def with_columns(batch: Any, new: Mapping[str, np.ndarray]) -> Any:
         else:
             flat = pa.array(values.reshape(-1))
             width = int(np.prod(values.shape[1:]))
-            offsets = pa.array(np.arange(0, (len(values) + 1) * width, width, dtype=np.int32))
+            offsets = pa.array(
+                np.arange(0, (len(values) + 1) * width, width, dtype=np.int32), type=pa.int32()
+            )
             array = pa.ListArray.from_arrays(offsets, flat)
         if name in out.schema.names:
             raise ValueError(

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import fsspec
 
@@ -71,12 +71,15 @@ def _retryable(exc: BaseException) -> bool:
     )
 
 
+SinkT = TypeVar("SinkT", bound=Sink)
+
+
 @dataclass
-class Received:
+class Received(Generic[SinkT]):
     """What a download delivered: the sink that got the whole body, and the server's sha256 if it
     announced one (an ETag that is a sha256, as `beam-hub serve` sends)."""
 
-    sink: Sink
+    sink: SinkT
     size: int
     etag_sha256: str | None = None
     resumed: int = 0  # how many times a broken transfer went on with a Range request
@@ -121,12 +124,12 @@ def _not_found(what: str, error: BaseException) -> ModuleNotFoundAtHandleError:
 
 def stream(
     url: str,
-    open_sink: Callable[[], Sink],
+    open_sink: Callable[[], SinkT],
     *,
     what: str | None = None,
     storage_options: dict | None = None,
     headers: dict[str, str] | None = None,
-) -> Received:
+) -> Received[SinkT]:
     """Stream the body of ``url`` (any fsspec URL) into a sink; return what was received.
 
     HTTP(S): connect/read timeouts; retries with exponential backoff on connection errors,

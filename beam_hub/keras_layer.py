@@ -16,6 +16,7 @@ from typing import Any
 import keras
 
 from beam_hub.module import CALL, load
+from beam_hub.settings import AuditMode
 
 
 @keras.saving.register_keras_serializable(package="beam_hub")
@@ -40,7 +41,7 @@ class KerasLayer(keras.layers.Layer):
         tags: Any = None,
         arguments: dict[str, Any] | None = None,
         cache_dir: str | None = None,
-        audit: str | None = None,
+        audit: AuditMode | None = None,
         allow_ops: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:

@@ -55,7 +55,7 @@ def latest(dest: str) -> str:
     found = entries(dest)
     archives = {int(m.group(1)) for m in map(_ARCHIVE_VERSION.match, found) if m}
     directories = {int(name) for name, is_dir in found.items() if is_dir and name.isdigit()}
-    skipped = []
+    skipped: list[str] = []
     for number in sorted(archives | directories, reverse=True):
         if number in archives:
             return f"{dest}/{number}{SUFFIX}"

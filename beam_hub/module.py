@@ -22,6 +22,7 @@ from beam_hub.resolvers import resolve
 from beam_hub.safety import enforce
 from beam_hub.safety.ops import custom_op_package
 from beam_hub.savedmodel import is_tf1_hub_module
+from beam_hub.settings import AuditMode
 from beam_hub.signatures import CallSpec, SignatureSpec, bind_inputs, select_outputs, spec_of_signature
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def load(
     tags: Any = None,
     cache_dir: str | os.PathLike | None = None,
     local_cache_dir: str | os.PathLike | None = None,
-    audit: str | None = None,
+    audit: AuditMode | None = None,
     allow_ops: Sequence[str] = (),
 ) -> HubModule:
     """Resolve ``handle`` through the cache, audit it, and load it as a :class:`HubModule`.

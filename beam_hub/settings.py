@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from beam_hub.errors import ConfigError
 from beam_hub.urls import is_remote_url, local_path
@@ -261,13 +262,15 @@ def native_bf16_override() -> bool | None:
     raise ConfigError(f"BEAM_HUB_NATIVE_BF16={raw!r} must be 1 or 0 (or unset to read the CPU flags).")
 
 
-AUDIT_MODES = ("warn", "refuse", "off")
+AuditMode = Literal["warn", "refuse", "off"]  #: what loading does with an audit that found something
+AUDIT_MODES: tuple[AuditMode, ...] = ("warn", "refuse", "off")
 
 
-def audit_mode(value: str | None = None) -> str:
+def audit_mode(value: str | None = None) -> AuditMode:
     """The audit policy: ``value`` when given (an ``audit=`` argument), else BEAM_HUB_AUDIT, else warn."""
     name = "audit" if value is not None else "BEAM_HUB_AUDIT"
     raw = (value if value is not None else _raw("BEAM_HUB_AUDIT")).strip().lower() or "warn"
-    if raw not in AUDIT_MODES:
-        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(AUDIT_MODES)}.")
-    return raw
+    for mode in AUDIT_MODES:
+        if raw == mode:
+            return mode
+    raise ConfigError(f"{name}={raw!r} must be one of {', '.join(AUDIT_MODES)}.")

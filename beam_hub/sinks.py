@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import queue
 import threading
-from typing import Protocol
+from typing import Protocol, cast
 
 from beam_hub.archive import ExtractedFiles, safe_extract
 
@@ -55,7 +55,7 @@ class _QueueReader(io.RawIOBase):
             if item is _ABORT:
                 self._done = True
                 raise _Aborted()
-            self._buf = memoryview(item)
+            self._buf = memoryview(cast(bytes, item))  # a chunk: the sentinels are handled above
         n = min(len(buffer), len(self._buf))
         buffer[:n] = self._buf[:n]
         self._buf = self._buf[n:]
@@ -85,6 +85,13 @@ class ExtractingSink:
         self._reader = _QueueReader(self._chunks)
         self._thread = threading.Thread(target=self._run, name="beam-hub-extract", daemon=True)
         self._thread.start()
+
+    @property
+    def extracted(self) -> ExtractedFiles:
+        """What the extraction wrote, once the download into this sink finished."""
+        if self.result is None:
+            raise RuntimeError(f"{self.what}: the archive was not extracted (the download did not finish)")
+        return self.result
 
     def _run(self) -> None:
         try:

@@ -20,6 +20,7 @@ from beam_hub.beam.options import HubOptions
 from beam_hub.beam.versions import ModuleSource
 from beam_hub.errors import InputError
 from beam_hub.follow import output_structure
+from beam_hub.settings import AuditMode
 
 FAILED = "failed"
 _REPR_LIMIT = 200
@@ -101,7 +102,7 @@ class ApplyHubModule(beam.PTransform):
         output_column: str = "output",
         sort_key: Callable[[Any], Any] | None = None,
         sort_window: int = 4096,
-        audit: str | None = None,
+        audit: AuditMode | None = None,
         allow_ops: Sequence[str] = (),
         follow: bool = False,
         poll_seconds: float = 60.0,

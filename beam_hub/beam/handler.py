@@ -14,6 +14,7 @@ from beam_hub.batch import ApplySpec, LoadedModule
 from beam_hub.beam.metrics import METRICS_NAMESPACE
 from beam_hub.beam.shared_model import ModuleKey
 from beam_hub.resolvers import resolve_version
+from beam_hub.settings import AuditMode
 
 
 class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
@@ -46,7 +47,7 @@ class HubModelHandler(ModelHandler[Any, PredictionResult, LoadedModule]):
         max_batch_size: int | None = None,
         large_model: bool = False,
         model_copies: int | None = None,
-        audit: str | None = None,
+        audit: AuditMode | None = None,
         allow_ops: Sequence[str] = (),
         pin: bool = True,
         **kwargs: Any,

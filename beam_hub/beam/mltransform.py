@@ -29,7 +29,8 @@ class _VectorsHandler(HubModelHandler):
         super().__init__(*args, **kwargs)
         self._images = images
 
-    def run_inference(
+    # MLTransform's embedding handlers return vectors, not PredictionResults
+    def run_inference(  # type: ignore[override]
         self, batch: Sequence[Any], model: LoadedModule, inference_args: Mapping[str, Any] | None = None
     ) -> list[list[float]]:
         if self._images:

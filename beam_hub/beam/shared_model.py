@@ -12,6 +12,7 @@ from typing import Any
 from apache_beam.utils import multi_process_shared, shared
 
 from beam_hub.batch import LoadedModule
+from beam_hub.settings import AuditMode
 
 _registry_lock = threading.Lock()
 _registry: dict[str, shared.Shared] = {}
@@ -31,7 +32,7 @@ class ModuleKey:
     tags: tuple[str, ...] | None = None
     cache_dir: str | None = None
     local_cache_dir: str | None = None
-    audit: str | None = None  # the load policy (see beam_hub.safety.policy); None: BEAM_HUB_AUDIT
+    audit: AuditMode | None = None  # the load policy (see beam_hub.safety.policy); None: BEAM_HUB_AUDIT
     allow_ops: tuple[str, ...] = ()
 
     @property

@@ -228,11 +228,12 @@ class LocalCache:
     def _fill_and_publish(self, handle: str, fill: Fill, staging: str, path: str) -> None:
         filled = fill(staging)
         require_saved_model_dir(filled.root, handle)
-        extra = {"source": filled.source, "archive_sha256": filled.archive_sha256}
         manifest = (
-            Manifest(handle, dict(filled.files), **extra)
+            Manifest(handle, dict(filled.files), source=filled.source, archive_sha256=filled.archive_sha256)
             if filled.files is not None
-            else Manifest.build(filled.root, handle, **extra)
+            else Manifest.build(
+                filled.root, handle, source=filled.source, archive_sha256=filled.archive_sha256
+            )
         )
         manifest.write(filled.root)
         self._write_descriptor(handle, path)
@@ -289,6 +290,7 @@ class LocalCache:
             if not (_KEY.match(name) and os.path.isdir(path)):
                 continue
             manifest = Manifest.read(path)
+            handle: str | None
             if manifest is not None:
                 handle = manifest.handle
                 size = manifest.total_bytes

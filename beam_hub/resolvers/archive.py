@@ -50,7 +50,7 @@ def fetch_archive(url: str, staging: str, handle: Handle, headers: dict[str, str
         return ExtractingSink(target, what=url)
 
     received = stream(url, open_sink, what=url, headers=headers)
-    extracted = received.sink.result
+    extracted = received.sink.extracted
     if received.etag_sha256 and received.etag_sha256 != extracted.archive_sha256:
         raise IntegrityError(
             f"{url}: the archive's sha256 is {extracted.archive_sha256}, but the server's ETag says "

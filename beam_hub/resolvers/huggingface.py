@@ -38,7 +38,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from beam_hub import settings
 from beam_hub.cache import LocalCache
@@ -197,7 +197,8 @@ class HuggingFaceResolver(Resolver):
                 f"{handle.raw!r}: an hf:// handle is pinned by its commit, not an archive sha256 "
                 f"(hf://{model.repo_id}@<40-hex commit>{model.suffix})."
             )
-        if model.is_commit:
+        commit: str
+        if model.is_commit and model.revision is not None:
             commit = model.revision
         elif settings.hf_offline():
             commit = self._cached_commit(handle, model, cache, "offline")
@@ -216,6 +217,7 @@ class HuggingFaceResolver(Resolver):
     @staticmethod
     def _cached_commit(handle: Handle, model: HfModel, cache: ModuleCache, why: str) -> str:
         remembered = _remembered(cache.root, model)
+        commit: str | None
         if remembered is not None and cache.get(model.key(remembered)) is not None:
             commit, which = (
                 remembered,
@@ -247,7 +249,7 @@ class HuggingFaceResolver(Resolver):
         _with_timeouts()
         root = model.fs_path(commit)
         with _hub_errors(handle, model):
-            listing = fs.find(root, detail=True)
+            listing = cast("dict[str, dict[str, Any]]", fs.find(root, detail=True))
         where = f"{model.repo_id}@{commit[:12]}{model.suffix}"
         if not listing:
             raise ModuleNotFoundAtHandleError(
@@ -313,7 +315,7 @@ def _what_it_holds(handle: Handle, model: HfModel, names: list[str]) -> str:
         base = f"hf://{model.repo_id}" + (f"@{model.revision}" if model.revision else "")
         suffix = f"{model.subdir}/" if model.subdir else ""
         lines.append("It has one deeper: use " + ", ".join(f"{base}/{suffix}{d}" for d in deeper[:3]) + ".")
-    found = []
+    found: list[tuple[str, list[str], str]] = []
     for test, what, loader in _OTHER_FORMATS:
         hits = [n for n in names if test(n.rsplit("/", 1)[-1].lower())]
         if hits and what not in {f[0] for f in found}:
@@ -357,7 +359,9 @@ def _download_all(
                 stop.set()
                 for f in futures:
                     f.cancel()
-                raise failed[0].exception()
+                error = failed[0].exception()
+                assert error is not None
+                raise error
             for future, local in futures.items():
                 records[local] = future.result()
     finally:

@@ -21,6 +21,7 @@ from typing import Any
 from beam_hub import settings
 from beam_hub.errors import BeamHubError, UnsafeModuleError
 from beam_hub.safety.report import AuditReport
+from beam_hub.settings import AuditMode
 
 log = logging.getLogger("beam_hub.audit")
 
@@ -51,7 +52,7 @@ def audit_path(path: str) -> AuditReport:
 
 
 def enforce(
-    path: str, handle: str, *, audit: str | None = None, allow_ops: Iterable[str] = ()
+    path: str, handle: str, *, audit: AuditMode | None = None, allow_ops: Iterable[str] = ()
 ) -> AuditReport | None:
     """Apply the audit policy to the module at ``path`` before it is loaded (see the module doc)."""
     mode = settings.audit_mode(audit)
@@ -135,8 +136,8 @@ def _to_manifest(path: str, report: AuditReport) -> None:
     from beam_hub.cache import Manifest
 
     manifest = Manifest.read(path)
-    key = manifest and _stored_key(manifest)
-    if not key:
+    key = _stored_key(manifest) if manifest is not None else None
+    if manifest is None or not key:
         return
     manifest.audit = {**key, "report": report.to_json()}
     try:

@@ -330,7 +330,8 @@ class _Scanner:
             )
             callees = []
         for callee in callees:
-            args, files = frozenset(), frozenset()
+            args: frozenset[int] = frozenset()
+            files: frozenset[int] = frozenset()
             if op in CALL_OPS or op == callee:  # inputs map one to one onto the callee's arguments
                 inputs = [i for i in node.input if not i.startswith("^")]
                 args = frozenset(j for j, i in enumerate(inputs) if self._is_asset(graph, function, i, visit))

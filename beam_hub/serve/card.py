@@ -82,7 +82,8 @@ def read_card(text: str, default_title: str) -> Card:
     """Parse a README (front matter and Markdown) into a :class:`Card`."""
     md = _markdown()
     tokens = md.parse(text[:MAX_README_BYTES])
-    meta, warning = {}, ""
+    meta: dict[str, Any] = {}
+    warning = ""
     if tokens and tokens[0].type == "front_matter":
         meta, warning = _front_matter(tokens[0].content)
         tokens = tokens[1:]
@@ -144,8 +145,12 @@ def readme_of(directory: str | None, archive: str | None) -> str | None:
                     if member.name in ("README.md", "./README.md"):
                         if not member.isfile():
                             return None
-                        f = tar.extractfile(member)
-                        return None if f is None else f.read(MAX_README_BYTES).decode("utf-8", "replace")
+                        readme = tar.extractfile(member)
+                        return (
+                            None
+                            if readme is None
+                            else readme.read(MAX_README_BYTES).decode("utf-8", "replace")
+                        )
         except (tarfile.TarError, OSError, EOFError):
             return None
     return None

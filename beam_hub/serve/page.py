@@ -50,10 +50,11 @@ def date(ts: float) -> str:
 
 
 def size_text(n: int) -> str:
+    value = float(n)
     for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1000
+        if value < 1000 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{value:,.1f} {unit}"
+        value /= 1000
     return str(n)
 
 

@@ -196,7 +196,7 @@ def train(files: Sequence[str], config: FineTuneConfig) -> TrainResult:
     features = features_of(example, False)
     width = int(features.shape[-1])
     head = (
-        _Dense(width, config.num_classes if classification else 1, config.seed)
+        _Dense(width, (config.num_classes or 1) if classification else 1, config.seed)
         if config.head in ("classification", "regression")
         else config.head
     )

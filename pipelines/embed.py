@@ -347,13 +347,18 @@ def with_precision(module: str, precision: str) -> str:
     return f"{base}?precision={precision}"
 
 
+def help_parser() -> argparse.ArgumentParser:
+    """The job's own flags, for ``beam-hub embed --help`` and the command-line reference."""
+    parser = argparse.ArgumentParser(prog="beam-hub embed", description=__doc__.split("\n\n")[0])
+    EmbedOptions._add_argparse_args(parser)
+    return parser
+
+
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the job; return the summary (rows, rejected, seconds, rows/s, outputs, errors)."""
     argv = with_default_runner(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
-        parser = argparse.ArgumentParser(prog="beam-hub embed", description=__doc__.split("\n\n")[0])
-        EmbedOptions._add_argparse_args(parser)
-        parser.print_help()
+        help_parser().print_help()
         raise SystemExit(0)
     unknown = unknown_flags(argv)
     if unknown:

@@ -1,4 +1,4 @@
-"""Refresh the README's screenshots of `beam-hub serve`: a hub of published models (the browser
+"""Refresh the docs' screenshots of `beam-hub serve`: a hub of published models (the browser
 tests' cards), headless chromium at 1200 px, the index and a module page.
 
     python scripts/screenshots.py [--out docs]

@@ -159,7 +159,7 @@ def test_phone_width_and_no_javascript(hub):
 
 
 def test_screenshots(hub, browser, tmp_path):
-    """The README's pictures come from here (scripts/screenshots.py writes them into docs/)."""
+    """The hosting page's pictures come from here (scripts/screenshots.py writes them into docs/)."""
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts"))

@@ -24,11 +24,13 @@ def register_resolver(resolver: Resolver, *, first: bool = True) -> None:
 
 
 def unregister_resolver(resolver: Resolver) -> None:
+    """Remove a resolver added with :func:`register_resolver` (ValueError if it is not there)."""
     with _lock:
         _registry.remove(resolver)
 
 
 def registered_resolvers() -> list[Resolver]:
+    """The resolvers in the order they are asked; the first that supports a handle resolves it."""
     with _lock:
         return list(_registry)
 

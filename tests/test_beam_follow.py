@@ -85,6 +85,37 @@ def _by_time(run: str) -> list[tuple[float, float, str]]:
     return sorted((key, float(np.asarray(out).reshape(-1)[0]), version) for key, (out, version) in _seen(run))
 
 
+def _follow(handle: str, run: str, start: float, seconds: float, **extra: object) -> tuple[object, list]:
+    """Run ticks for ``seconds`` through ApplyHubModule(handle, follow=True); (result, rows by tick),
+    after checking that no tick was lost or computed twice."""
+
+    def build(p):
+        _ = (
+            _ticks(p, start, seconds)
+            | beam_hub.ApplyHubModule(
+                handle,
+                keyed=True,
+                follow=True,
+                poll_seconds=POLL,
+                with_version=True,
+                max_batch_size=4,
+                **extra,
+            )
+            | beam.Map(_keep(run))
+        )
+
+    result = _run(build)
+    rows = _by_time(run)
+    assert len(rows) == int(seconds / INTERVAL)
+    assert len({key for key, _, _ in rows}) == len(rows)
+    return result, rows
+
+
+def _runs(rows: list) -> list[str]:
+    """The versions in the order they computed, each run of ticks once."""
+    return [version for i, (_, _, version) in enumerate(rows) if i == 0 or rows[i - 1][2] != version]
+
+
 def test_follows_latest_adopts_good_versions_and_rejects_a_changed_signature(modules_dir, tmp_path, caplog):
     dest = str(tmp_path / "models" / "linear")
     beam_hub.publish(modules_dir["one_input"], dest)
@@ -99,25 +130,8 @@ def test_follows_latest_adopts_good_versions_and_rejects_a_changed_signature(mod
         ],
     )
 
-    def build(p):
-        _ = (
-            _ticks(p, start, seconds)
-            | beam_hub.ApplyHubModule(
-                f"{dest}@latest",
-                keyed=True,
-                follow=True,
-                poll_seconds=POLL,
-                with_version=True,
-                max_batch_size=4,
-            )
-            | beam.Map(_keep("latest"))
-        )
-
-    result = _run(build)
+    result, rows = _follow(f"{dest}@latest", "latest", start, seconds)
     thread.join()
-    rows = _by_time("latest")
-    assert len(rows) == int(seconds / INTERVAL)  # no tick lost, none twice
-    assert len({key for key, _, _ in rows}) == len(rows)
     versions = [version for _, _, version in rows]
     order = list(dict.fromkeys(versions))  # in the order first used
     assert order == [f"{dest}/1.tar.gz", f"{dest}/2.tar.gz", f"{dest}/4.tar.gz"]  # never 3, never back
@@ -157,26 +171,9 @@ def test_follows_an_alias_back_and_past_a_corrupt_version(modules_dir, tmp_path)
         ],
     )
 
-    def build(p):
-        _ = (
-            _ticks(p, start, seconds)
-            | beam_hub.ApplyHubModule(
-                f"{dest}@champion",
-                keyed=True,
-                follow=True,
-                poll_seconds=POLL,
-                with_version=True,
-                max_batch_size=4,
-            )
-            | beam.Map(_keep("champion"))
-        )
-
-    result = _run(build)
+    result, rows = _follow(f"{dest}@champion", "champion", start, seconds)
     thread.join()
-    rows = _by_time("champion")
-    assert len(rows) == int(seconds / INTERVAL)
-    runs = [version for i, (_, _, version) in enumerate(rows) if i == 0 or rows[i - 1][2] != version]
-    assert runs == [f"{dest}/1.tar.gz", f"{dest}/2.tar.gz", f"{dest}/1.tar.gz"]
+    assert _runs(rows) == [f"{dest}/1.tar.gz", f"{dest}/2.tar.gz", f"{dest}/1.tar.gz"]
     assert counters(result)["version_rejected"] == 1
 
 
@@ -226,27 +223,9 @@ def test_large_model_follows_in_the_machines_model_process(modules_dir, tmp_path
     start = time.time() + 1.0
     thread, _ = _at(start, [(1.5, lambda: beam_hub.publish(modules_dir["one_input_x2"], dest))])
 
-    def build(p):
-        _ = (
-            _ticks(p, start, seconds)
-            | beam_hub.ApplyHubModule(
-                f"{dest}@latest",
-                keyed=True,
-                follow=True,
-                large_model=True,
-                poll_seconds=POLL,
-                with_version=True,
-                max_batch_size=4,
-            )
-            | beam.Map(_keep("large"))
-        )
-
-    _run(build)
+    _, rows = _follow(f"{dest}@latest", "large", start, seconds, large_model=True)
     thread.join()
-    rows = _by_time("large")
-    assert len(rows) == int(seconds / INTERVAL)
-    runs = [version for i, (_, _, version) in enumerate(rows) if i == 0 or rows[i - 1][2] != version]
-    assert runs == [f"{dest}/1.tar.gz", f"{dest}/2.tar.gz"]
+    assert _runs(rows) == [f"{dest}/1.tar.gz", f"{dest}/2.tar.gz"]
     assert {(value, version) for _, value, version in rows} == {
         (14.0, f"{dest}/1.tar.gz"),
         (28.0, f"{dest}/2.tar.gz"),

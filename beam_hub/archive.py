@@ -422,7 +422,13 @@ def _members(src_dir: str) -> list[tuple[str, str]]:
     return out
 
 
-def pack(src_dir: str, out_path: str, *, mtime: int | None = None, compresslevel: int = 6) -> str:
+def pack(
+    src_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    mtime: int | None = None,
+    compresslevel: int = 6,
+) -> str:
     """Pack ``src_dir`` into a reproducible tar.gz at ``out_path`` and return its sha256.
 
     Reproducible: members sorted by name, uid/gid 0 with empty owner names, modes normalised to
@@ -431,6 +437,7 @@ def pack(src_dir: str, out_path: str, *, mtime: int | None = None, compresslevel
     The archive is written beside ``out_path`` and renamed into place, so a failed pack never
     leaves a half-written file under the final name.
     """
+    src_dir, out_path = os.fspath(src_dir), os.fspath(out_path)
     if not os.path.isdir(src_dir):
         raise NotADirectoryError(f"{src_dir} is not a directory; `pack` takes a module directory.")
     if mtime is None:

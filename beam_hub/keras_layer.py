@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -35,12 +35,13 @@ class KerasLayer(keras.layers.Layer):
         self,
         handle: str | os.PathLike,
         trainable: bool = False,
+        *,
         signature: str | None = None,
         output_key: str | None = None,
         signature_outputs_as_dict: bool = False,
-        tags: Any = None,
-        arguments: dict[str, Any] | None = None,
-        cache_dir: str | None = None,
+        tags: str | Sequence[str] | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike | None = None,
         audit: AuditMode | None = None,
         allow_ops: Sequence[str] = (),
         **kwargs: Any,
@@ -53,7 +54,7 @@ class KerasLayer(keras.layers.Layer):
         self.signature_outputs_as_dict = signature_outputs_as_dict
         self.tags = tags
         self.arguments = dict(arguments or {})
-        self.cache_dir = cache_dir
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
         self.audit = audit
         self.allow_ops = list(allow_ops)
         if signature_outputs_as_dict and output_key:

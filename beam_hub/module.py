@@ -50,7 +50,7 @@ def _custom_op_error(exc: Exception, path: str) -> MissingCustomOpError | None:
 def load(
     handle: str | os.PathLike,
     *,
-    tags: Any = None,
+    tags: str | Sequence[str] | None = None,
     cache_dir: str | os.PathLike | None = None,
     local_cache_dir: str | os.PathLike | None = None,
     audit: AuditMode | None = None,

@@ -51,7 +51,7 @@ def published_with(dest: str, fingerprint: str) -> str | None:
 
 def publish(
     module_dir: str | os.PathLike,
-    dest: str,
+    dest: str | os.PathLike,
     *,
     version: int | str | None = None,
     extracted: bool = False,
@@ -83,7 +83,7 @@ def publish(
             f"Not publishing {module_dir}: the audit found ops that act outside the module's tensors:\n"
             f"  {found}\nIf the module is meant to do this, publish with allow_risky=True (--allow-risky)."
         )
-    dest = dest.rstrip("/")
+    dest = os.fspath(dest).rstrip("/")
     fs, root = filesystem(dest)
     if version is None:
         taken = numbers(dest)  # TF Serving's <n>/ directories too: never a second module under one number

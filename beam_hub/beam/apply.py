@@ -97,7 +97,7 @@ class ApplyHubModule(beam.PTransform):
         min_batch_size: int = 1,
         max_batch_size: int = 1024,
         large_model: bool = False,
-        batch_kwargs: dict[str, Any] | None = None,
+        batch_kwargs: Mapping[str, Any] | None = None,
         columns: str | Mapping[str, str] | None = None,
         output_column: str = "output",
         sort_key: Callable[[Any], Any] | None = None,

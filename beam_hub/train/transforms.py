@@ -46,8 +46,8 @@ class FineTuneHubModule(beam.PTransform):
         patience: int = 2,
         train_base: bool = True,
         seed: int = 0,
-        work_dir: str | None = None,
-        cache_dir: str | None = None,
+        work_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         self.config = FineTuneConfig(
@@ -63,9 +63,9 @@ class FineTuneHubModule(beam.PTransform):
             patience,
             train_base,
             seed,
-            cache_dir,
+            None if cache_dir is None else os.fspath(cache_dir),
         )
-        self.work_dir = work_dir
+        self.work_dir = None if work_dir is None else os.fspath(work_dir)
 
     def expand(self, records: beam.PCollection) -> beam.PCollection:
         work = self.work_dir or tempfile.mkdtemp(prefix="beam-hub-finetune-")
@@ -113,14 +113,14 @@ class ExportHubModule(beam.PTransform):
 
     def __init__(
         self,
-        dest: str,
+        dest: str | os.PathLike,
         version: int | str | None = None,
         *,
         fingerprint: str | None = None,
         remove_after: bool = False,
     ) -> None:
         super().__init__()
-        self.dest = dest
+        self.dest = os.fspath(dest)
         self.version = version
         self.fingerprint = fingerprint
         self.remove_after = remove_after

@@ -41,6 +41,7 @@ NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")  #: what an alias may be calle
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # as beam_hub.publish names versions
 _RECORD = re.compile(r"^(\d{1,12})\.json$")
 _MAX_RECORD_BYTES = 4096
+_TIME = re.compile(r"[0-9T:+.Z-]{1,40}")  # an ISO 8601 time, nothing a terminal would act on
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,8 @@ def _read(dest: str, name: str, number: int) -> tuple[str | None, str] | None:
     ):
         log.warning("skipping %s/%s: not an alias record", dest, _path(name, number))
         return None
-    return version, str(record.get("set_at", ""))
+    set_at = record.get("set_at")
+    return version, set_at if isinstance(set_at, str) and _TIME.fullmatch(set_at) else ""
 
 
 def _write(dest: str, name: str, number: int, version: str | None) -> str:

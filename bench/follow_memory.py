@@ -61,7 +61,8 @@ def run_way(way: str, module: str, dest: str, swaps: int) -> dict[str, float]:
     import beam_hub
     from beam_hub.batch import ApplySpec
     from beam_hub.beam.shared_model import ModuleKey
-    from beam_hub.follow import Follower, output_structure, signature_structure
+    from beam_hub.beam.versions import follower_of
+    from beam_hub.follow import Follower
     from beam_hub.resolvers import resolve_version
 
     spec = ApplySpec()
@@ -73,14 +74,8 @@ def run_way(way: str, module: str, dest: str, swaps: int) -> dict[str, float]:
     if way in ("follow", "machine"):
 
         def make() -> Follower:
-            return Follower(
-                f"{dest}@latest",
-                load,
-                poll_seconds=3600,
-                resolve=resolve_version,
-                probe=lambda m, batch: m.apply_batch(batch, spec),
-                structure=output_structure,
-                signature=lambda m: signature_structure(m.spec(spec)),
+            return follower_of(
+                f"{dest}@latest", load, spec, lambda m, batch: m.apply_batch(batch, spec), poll_seconds=3600
             )
 
         if way == "follow":

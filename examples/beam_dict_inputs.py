@@ -62,7 +62,8 @@ def main(work: str, beam_args: list[str]) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    work = (
-        args.pop(0) if args and not args[0].startswith("-") else tempfile.mkdtemp(prefix="beam-hub-example-")
-    )
-    main(work, args)
+    if args and not args[0].startswith("-"):
+        main(args.pop(0), args)
+    else:  # a temporary directory, removed on every exit
+        with tempfile.TemporaryDirectory(prefix="beam-hub-example-") as work:
+            main(work, args)

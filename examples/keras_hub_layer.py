@@ -62,4 +62,8 @@ def main(work: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="beam-hub-example-"))
+    if len(sys.argv) > 1:
+        main(sys.argv[1])
+    else:  # a temporary directory, removed on every exit: pass a directory to keep what it writes
+        with tempfile.TemporaryDirectory(prefix="beam-hub-example-") as work:
+            main(work)

@@ -89,7 +89,10 @@ def main(work: str, beam_args: list[str]) -> None:
         text=True,
     )
     try:
-        url = server.stdout.readline().split(" at ")[1].strip().rstrip("/")  # "Serving ROOT at URL"
+        first = server.stdout.readline()  # "Serving ROOT at URL", or nothing if it could not start
+        if " at " not in first:
+            raise SystemExit(f"beam-hub serve did not start (it said {first!r})")
+        url = first.split(" at ")[1].strip().rstrip("/")
         for name in ("latest", "champion"):
             handle = f"{url}/acme/quadrants@{name}"
             module = beam_hub.load(handle, cache_dir=os.path.join(work, "cache"))
@@ -103,7 +106,8 @@ def main(work: str, beam_args: list[str]) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    work = (
-        args.pop(0) if args and not args[0].startswith("-") else tempfile.mkdtemp(prefix="beam-hub-example-")
-    )
-    main(work, args)
+    if args and not args[0].startswith("-"):
+        main(args.pop(0), args)
+    else:  # a temporary directory, removed on every exit
+        with tempfile.TemporaryDirectory(prefix="beam-hub-example-") as work:
+            main(work, args)

@@ -37,12 +37,12 @@ def _varint_of(n: int) -> bytes:
             return bytes(out)
 
 
-_SMALL = [_varint_of(n) for n in range(1 << 14)]  # looked up: field lengths and tags below 16 KiB
+_SMALL: list[bytes] = []  # varints below 16 KiB (field lengths, tags), made on the first encode
 
 
 def _varint(n: int) -> bytes:
     """``n`` (>= 0) as a protobuf varint."""
-    return _SMALL[n] if n < 16384 else _varint_of(n)
+    return _SMALL[n] if n < len(_SMALL) else _varint_of(n)
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -74,6 +74,8 @@ def encode(ids: list[Any], embedding: Any) -> Iterator[bytes]:
     import numpy as np
     import pyarrow.compute as pc
 
+    if not _SMALL:  # not at import: every job imports this module, few write TFRecords
+        _SMALL[:] = [_varint_of(n) for n in range(1 << 14)]  # whole at once: threads may race here
     array = embedding.combine_chunks() if hasattr(embedding, "combine_chunks") else embedding
     lengths = pc.list_value_length(array).fill_null(0).to_numpy(zero_copy_only=False)
     flat = pc.list_flatten(array).to_numpy(zero_copy_only=False).astype("<f4").tobytes()

@@ -80,6 +80,13 @@ def test_bad_names_and_missing_versions_are_refused_and_nothing_is_written(dest,
     assert not os.path.exists(os.path.join(dest, "_aliases"))
 
 
+@pytest.mark.parametrize("name", ["champion", "Prod_v2-eu", "x" * 64, "stable-2026"])
+def test_the_names_people_use_are_taken(dest, name):
+    """The legitimate twins of the refused names: MLflow- and Vertex-style aliases."""
+    assert beam_hub.set_alias(dest, name, 2).name == name
+    assert beam_hub.resolve_version(f"{dest}@{name}") == f"{dest}/2.tar.gz"
+
+
 def test_an_alias_of_a_tf_serving_version_directory(modules_dir, tmp_path):
     """The legitimate twin of a missing version: TF Serving's <n>/ directories are versions too."""
     import shutil
@@ -132,8 +139,15 @@ def test_a_damaged_newest_record_falls_back_to_the_one_before(dest, caplog):
     with open(os.path.join(dest, "_aliases", "champion", "00000003.json"), "w") as f:
         f.write("")  # a local writer's crash
     assert beam_hub.get_alias(dest, "champion").version == "1"
+    with open(os.path.join(dest, "_aliases", "champion", "00000004.json"), "w") as f:
+        json.dump({"alias": "champion", "version": "2", "set_at": "\x1b]0;owned\x07"}, f)  # a terminal escape
+    assert (beam_hub.get_alias(dest, "champion").version, beam_hub.get_alias(dest, "champion").set_at) == (
+        "2",
+        "",
+    )
     assert "not an alias record" in caplog.text
-    assert beam_hub.set_alias(dest, "champion", 2).changes == 4  # after every record, damaged or not
+    assert beam_hub.set_alias(dest, "champion", 1).changes == 5  # after every record, damaged or not
+    assert beam_hub.get_alias(dest, "champion").set_at.endswith("+00:00")  # its own time kept
 
 
 def test_a_path_whose_name_holds_an_at_sign_is_itself(modules_dir, tmp_path):

@@ -51,6 +51,14 @@ def test_beam_dict_inputs(tmp_path):
     ]
 
 
+def test_without_a_directory_an_example_leaves_nothing_behind(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = run_example("beam_dict_inputs.py", "--runner", "FnApiRunner", env={"TMPDIR": str(scratch)})
+    assert "basket-1: cats=7 dogs=2" in out
+    assert not [p for p in scratch.iterdir() if p.name.startswith("beam-hub-example-")]
+
+
 def test_publish_serve_latest(tmp_path):
     out = run_example("publish_serve_latest.py", str(tmp_path), "--runner", "FnApiRunner")
     assert "published: ['1.tar.gz', '1.tar.gz.sha256', '2.tar.gz', '2.tar.gz.sha256']" in out

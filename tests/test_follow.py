@@ -12,8 +12,8 @@ import pytest
 import beam_hub
 from beam_hub.batch import ApplySpec
 from beam_hub.beam.shared_model import ModuleKey
-from beam_hub.follow import Follower, output_structure, signature_structure
-from beam_hub.resolvers import resolve_version
+from beam_hub.beam.versions import follower_of
+from beam_hub.follow import Follower, output_structure
 
 X = np.array([[1.0, 2.0, 3.0]], np.float32)
 SPEC = ApplySpec()
@@ -78,16 +78,8 @@ def follow(handle: str, clock: Clock | None = None) -> tuple[Follower, list[str]
         loads.append(concrete)
         return ModuleKey(concrete, audit="refuse").load()
 
-    follower = Follower(
-        handle,
-        load,
-        poll_seconds=60,
-        resolve=resolve_version,
-        probe=lambda module, batch: module.apply_batch(batch, SPEC),
-        structure=output_structure,
-        signature=lambda module: signature_structure(module.spec(SPEC)),
-        clock=clock or Clock(),
-    )
+    compute = lambda module, batch: module.apply_batch(batch, SPEC)  # noqa: E731
+    follower = follower_of(handle, load, SPEC, compute, poll_seconds=60, clock=clock or Clock())
     return follower, loads
 
 

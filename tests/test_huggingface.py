@@ -327,18 +327,15 @@ def test_a_follower_of_a_branch_moves_with_it_and_downloads_only_when_it_moved(h
     """follow=True on hf://org/repo@main: each poll is one API call; files only for a new commit."""
     from beam_hub.batch import ApplySpec
     from beam_hub.beam.shared_model import ModuleKey
-    from beam_hub.follow import Follower, output_structure, signature_structure
-    from beam_hub.resolvers import resolve_version
+    from beam_hub.beam.versions import follower_of
 
     spec = ApplySpec()
-    follower = Follower(
+    follower = follower_of(
         "hf://acme/fruit@main",
         lambda concrete: ModuleKey(concrete).load(),
+        spec,
+        lambda module, batch: module.apply_batch(batch, spec),
         poll_seconds=60,
-        resolve=resolve_version,
-        probe=lambda module, batch: module.apply_batch(batch, spec),
-        structure=output_structure,
-        signature=lambda module: signature_structure(module.spec(spec)),
     )
     assert follower.compute([X[0]])[1][0].tolist() == [6.0]
     files = len(hub.file_requests())

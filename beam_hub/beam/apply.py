@@ -19,7 +19,6 @@ from beam_hub.beam.metrics import InferenceMetrics
 from beam_hub.beam.options import HubOptions
 from beam_hub.beam.versions import ModuleSource
 from beam_hub.errors import InputError
-from beam_hub.follow import output_structure
 from beam_hub.settings import AuditMode
 
 FAILED = "failed"
@@ -253,9 +252,7 @@ class _ApplyDoFn(beam.DoFn):
 
     def setup(self) -> None:
         self._metrics = InferenceMetrics(self._handler.handle)
-        self._source.open(
-            self._metrics, f"elements {self._spec}", _apply_elements(self._spec), output_structure
-        )
+        self._source.open(self._metrics, f"elements {self._spec}", _apply_elements(self._spec))
 
     def process(self, batch: list[Any]) -> list[Any]:
         self._metrics.flush_load()
@@ -347,7 +344,7 @@ class _ColumnarDoFn(_ApplyDoFn):
         self._metrics = InferenceMetrics(self._handler.handle)
         how = f"columns {self._spec} {self._columns!r} {self._output_column} {self._max_rows}"
         compute = _apply_table(self._spec, self._columns, self._output_column, self._max_rows)
-        self._source.open(self._metrics, how, compute, output_structure)
+        self._source.open(self._metrics, how, compute)
 
     def _versioned(self, out: Any, version: str) -> Any:
         if not self._with_version:

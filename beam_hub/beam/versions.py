@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from beam_hub.batch import ApplySpec
 from beam_hub.beam.handler import HubModelHandler
 from beam_hub.beam.metrics import InferenceMetrics
 from beam_hub.beam.shared_model import acquire, acquire_follower
+from beam_hub.follow import Follower, output_structure, signature_structure
 
 
 class ModuleSource:
@@ -41,11 +43,9 @@ class ModuleSource:
         metrics: InferenceMetrics,
         how: str,
         compute: Callable[[Any, Any], Any],
-        structure: Callable[[Any], Any],
     ) -> None:
         """Load (or find) this process's module or follower. ``how`` names the way of computing
-        (followers are shared by DoFns that compute alike); ``structure(outputs)`` is what must
-        not change between versions."""
+        (followers are shared by DoFns that compute alike)."""
         self._compute = compute
         key = self._handler.module_key
         per_machine = self._handler.share_model_across_processes()
@@ -54,10 +54,6 @@ class ModuleSource:
             self._module = acquired.module
             metrics.loaded(acquired.load_msecs)
             return
-        from beam_hub.follow import Follower, signature_structure
-        from beam_hub.resolvers import resolve_version
-
-        spec = self._handler.apply_spec
         poll = self._poll_seconds or 60.0
         made: list[float] = []
 
@@ -66,15 +62,7 @@ class ModuleSource:
 
         def make() -> Follower:
             start = time.perf_counter()
-            follower = Follower(
-                key.handle,
-                load,
-                poll_seconds=poll,
-                resolve=resolve_version,
-                probe=compute,
-                structure=structure,
-                signature=lambda module: signature_structure(module.spec(spec)),
-            )
+            follower = follower_of(key.handle, load, self._handler.apply_spec, compute, poll_seconds=poll)
             made.append((time.perf_counter() - start) * 1000.0)
             return follower
 
@@ -98,3 +86,29 @@ class ModuleSource:
         """After a batch: the versions' metrics (elements per version, swaps, rejections)."""
         if self._follower is not None:
             metrics.followed(version, n, self._follower.events())
+
+
+def follower_of(
+    handle: str,
+    load: Callable[[str], Any],
+    apply: ApplySpec,
+    compute: Callable[[Any, Any], Any],
+    *,
+    poll_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> Follower:
+    """A :class:`~beam_hub.follow.Follower` of ``handle`` for modules applied by
+    ``compute(module, batch)`` with ``apply``: the name resolved as every handle is
+    (``resolve_version``), a new version checked by its signature and by its outputs' structure."""
+    from beam_hub.resolvers import resolve_version
+
+    return Follower(
+        handle,
+        load,
+        poll_seconds=poll_seconds,
+        resolve=resolve_version,
+        probe=compute,
+        structure=output_structure,
+        signature=lambda module: signature_structure(module.spec(apply)),
+        clock=clock,
+    )

@@ -23,10 +23,10 @@ from beam_hub.safety import enforce
 from beam_hub.safety.ops import custom_op_package
 from beam_hub.savedmodel import is_tf1_hub_module
 from beam_hub.settings import AuditMode
+from beam_hub.signature_defs import CALL, default_signature
 from beam_hub.signatures import CallSpec, SignatureSpec, bind_inputs, select_outputs, spec_of_signature
 
 log = logging.getLogger(__name__)
-CALL = "__call__"
 DEFAULT_ALIASES = (None, "default")
 
 _OP_NOT_REGISTERED = re.compile(r"Op type not registered '([^']+)'")
@@ -134,9 +134,9 @@ class HubModule:
     @property
     def default_signature(self) -> str:
         """ "default" if present, else "serving_default", else "__call__"."""
-        for name in ("default", "serving_default", CALL):
-            if name in self._specs:
-                return name
+        name = default_signature(self._specs)
+        if name is not None:
+            return name
         raise SignatureNotFoundError(
             f"Module {self.handle!r} has no default signature and no __call__; available: "
             f"{sorted(self._specs) or 'none'}. Pass signature=<name>."

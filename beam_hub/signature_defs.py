@@ -1,31 +1,28 @@
 """A module's signatures read from its ``saved_model.pb`` alone: no TensorFlow import, no load.
 
-The SavedModel protobuf is parsed with message classes declared here for the few fields that
-carry signatures (unknown fields are skipped by the parser), with field numbers as TensorFlow's
-own ``.proto`` files give them::
-
-    SavedModel        2: meta_graphs (repeated MetaGraphDef)
-    MetaGraphDef      1: meta_info_def   5: signature_def (map<string, SignatureDef>)
-    MetaInfoDef       4: tags (repeated string)
-    SignatureDef      1: inputs   2: outputs (map<string, TensorInfo>)   3: method_name
-    TensorInfo        1: name   2: dtype (DataType)   3: tensor_shape   4: coo_sparse   5: composite_tensor
-    TensorShapeProto  2: dim (repeated Dim: 1 size, 2 name)   3: unknown_rank
+The SavedModel protobuf is parsed with the message classes of :mod:`beam_hub.protos` (TensorFlow's
+field numbers, declared without TensorFlow). Signatures come from each meta graph's
+``signature_def`` (inputs and outputs as TensorInfo: name, dtype, shape); ``__call__`` from the
+saved object graph: the root's ``__call__`` function, each of its traces' canonicalized input
+signature and output signature (StructuredValue: tuples, dicts and TensorSpecs).
 
 What a protobuf cannot tell is reported as unknown, never guessed: a dtype number this table does
-not name is ``"unknown (N)"``; a sparse or composite tensor's shape is ``None``. The result has
-the form of :meth:`beam_hub.signatures.SignatureSpec.to_json` (dims ``None`` where unknown).
+not name is ``"unknown (N)"``; a sparse or composite tensor's shape is ``None``; a ``__call__``
+output that is not a plain TensorSpec (a RaggedTensorSpec, ...) is ``{"dtype": "unknown", "shape":
+None}``. The result has the form of :meth:`beam_hub.signatures.SignatureSpec.to_json`.
 """
 
 from __future__ import annotations
 
 import os
-from functools import cache
+from collections.abc import Collection
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
-from beam_hub.errors import NotASavedModelError
+from beam_hub.errors import NotASavedModelError, SignatureNotFoundError
+from beam_hub.protos import message_class
+from beam_hub.savedmodel import is_tf1_hub_module
 
 #: TensorFlow's DataType enum (tensorflow/core/framework/types.proto) -> tf.dtypes names.
 DTYPES = {
@@ -56,87 +53,33 @@ DTYPES = {
     25: "float8_e4m3fn",
 }
 MAX_GRAPH_BYTES = 1 << 30  # protobuf refuses messages over 2 GiB; a saved_model.pb this large is not one
-_PACKAGE = "beam_hub_signatures"
+CALL = "__call__"  # the Reusable SavedModel API's call, as beam_hub.load names it
 _INTERNAL = ("__saved_model_init_op", "__saved_model_train_op")  # TensorFlow's own, not signatures to call
 
-_T = descriptor_pb2.FieldDescriptorProto
 
-
-def _field(
-    message: Any, name: str, number: int, kind: int, type_name: str = "", repeated: bool = False
-) -> None:
-    label = _T.LABEL_REPEATED if repeated else _T.LABEL_OPTIONAL
-    field = message.field.add(name=name, number=number, type=kind, label=label)
-    if type_name:
-        field.type_name = type_name
-
-
-def _map(message: Any, name: str, number: int, value_type: str) -> None:
-    entry = message.nested_type.add(name=name.title().replace("_", "") + "Entry")
-    entry.options.map_entry = True
-    _field(entry, "key", 1, _T.TYPE_STRING)
-    _field(entry, "value", 2, _T.TYPE_MESSAGE, value_type)
-    _field(message, name, number, _T.TYPE_MESSAGE, f"{message.name}.{entry.name}", repeated=True)
-
-
-@cache
-def _saved_model_class() -> Any:
-    f = descriptor_pb2.FileDescriptorProto(name=f"{_PACKAGE}.proto", package=_PACKAGE, syntax="proto3")
-    p = f".{_PACKAGE}."
-    shape = f.message_type.add(name="TensorShapeProto")
-    dim = shape.nested_type.add(name="Dim")
-    _field(dim, "size", 1, _T.TYPE_INT64)
-    _field(dim, "name", 2, _T.TYPE_STRING)
-    _field(shape, "dim", 2, _T.TYPE_MESSAGE, p + "TensorShapeProto.Dim", repeated=True)
-    _field(shape, "unknown_rank", 3, _T.TYPE_BOOL)
-    info = f.message_type.add(name="TensorInfo")
-    _field(info, "name", 1, _T.TYPE_STRING)
-    _field(info, "dtype", 2, _T.TYPE_INT32)  # an enum on the wire is a varint: read its number
-    _field(info, "tensor_shape", 3, _T.TYPE_MESSAGE, p + "TensorShapeProto")
-    _field(info, "coo_sparse", 4, _T.TYPE_BYTES)  # present or not is all that is used
-    _field(info, "composite_tensor", 5, _T.TYPE_BYTES)
-    signature = f.message_type.add(name="SignatureDef")
-    _map(signature, "inputs", 1, p + "TensorInfo")
-    _map(signature, "outputs", 2, p + "TensorInfo")
-    _field(signature, "method_name", 3, _T.TYPE_STRING)
-    meta_info = f.message_type.add(name="MetaInfoDef")
-    _field(meta_info, "tags", 4, _T.TYPE_STRING, repeated=True)
-    meta_graph = f.message_type.add(name="MetaGraphDef")
-    _field(meta_graph, "meta_info_def", 1, _T.TYPE_MESSAGE, p + "MetaInfoDef")
-    _map(meta_graph, "signature_def", 5, p + "SignatureDef")
-    saved = f.message_type.add(name="SavedModel")
-    _field(saved, "meta_graphs", 2, _T.TYPE_MESSAGE, p + "MetaGraphDef", repeated=True)
-    for message in f.message_type:  # map entries are named relative to their message
-        for field in message.field:
-            if field.type_name and not field.type_name.startswith("."):
-                field.type_name = p + field.type_name
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(f)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.SavedModel"))
-
-
-def read_signature_defs(module_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Every signature of every meta graph (tag set) in ``module_dir``'s ``saved_model.pb``:
-    ``{name: {"inputs": {...}, "outputs": {...}, "method": ..., "tags": [...]}}``, each input and
-    output ``{"dtype": "float32", "shape": [None, 3]}`` (shape ``None``: unknown rank). Where two
-    meta graphs name the same signature, the first (TensorFlow's default tag set comes first) wins.
-    NotASavedModelError when the file is missing or is not a SavedModel."""
-    path = os.path.join(os.fspath(module_dir), "saved_model.pb")
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        raise NotASavedModelError(f"{module_dir} has no saved_model.pb") from None
-    if size > MAX_GRAPH_BYTES:
-        raise NotASavedModelError(f"{path} is {size} bytes, larger than any SavedModel protobuf can be")
-    with open(path, "rb") as f:
-        data = f.read()
-    saved = _saved_model_class()()
-    try:
-        saved.ParseFromString(data)
-    except DecodeError as e:
-        raise NotASavedModelError(f"{path} is not a SavedModel protobuf ({e})") from None
+def read_signatures(
+    module_dir: str | os.PathLike, tags: Collection[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every way to apply the module in ``module_dir``, read from its ``saved_model.pb``, as
+    :attr:`beam_hub.HubModule.signatures` names them: every signature of every meta graph (tag set)
+    and, for a TF2 module whose root object has one, ``"__call__"`` (its input spec from the trace
+    with ``training=False``, as loading picks it). ``{name: {"inputs": {...}, "outputs": {...},
+    "method": ..., "tags": [...]}}``, each input and output ``{"dtype": "float32", "shape": [None, 3]}``
+    (shape ``None``: unknown rank). Where two meta graphs name the same signature, the first
+    (TensorFlow's default tag set comes first) wins; ``tags`` reads only the meta graph with exactly
+    those tags (SignatureNotFoundError, listing the tag sets, when there is none). NotASavedModelError
+    when the file is missing or is not a SavedModel protobuf."""
+    saved = read_saved_model_pb(module_dir)
+    graphs = list(saved.meta_graphs)
+    if tags is not None:
+        graphs = [g for g in graphs if set(g.meta_info_def.tags) == set(tags)]
+        if not graphs:
+            have = [sorted(g.meta_info_def.tags) for g in saved.meta_graphs]
+            raise SignatureNotFoundError(
+                f"{module_dir} has no graph tagged {sorted(tags)}; its graphs' tag sets are {have}."
+            )
     found: dict[str, dict[str, Any]] = {}
-    for meta_graph in saved.meta_graphs:
+    for meta_graph in graphs:
         tags = sorted(meta_graph.meta_info_def.tags)
         for name, signature in sorted(meta_graph.signature_def.items()):
             if name in _INTERNAL:
@@ -150,14 +93,143 @@ def read_signature_defs(module_dir: str | os.PathLike) -> dict[str, dict[str, An
                     "tags": tags,
                 },
             )
+    if graphs and not is_tf1_hub_module(os.fspath(module_dir)):
+        call = _call_spec(graphs[0])
+        if call is not None:
+            found[CALL] = {**call, "method": "", "tags": sorted(graphs[0].meta_info_def.tags)}
     return found
 
 
+def default_signature(names: Collection[str]) -> str | None:
+    """The signature a module applies by default: "default", else "serving_default", else "__call__"."""
+    return next((name for name in ("default", "serving_default", CALL) if name in names), None)
+
+
+def read_saved_model_pb(module_dir: str | os.PathLike) -> Any:
+    """The SavedModel protobuf of ``module_dir`` (binary ``saved_model.pb``) in the declared subset."""
+    path = os.path.join(os.fspath(module_dir), "saved_model.pb")
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise NotASavedModelError(f"{module_dir} has no saved_model.pb") from None
+    if size > MAX_GRAPH_BYTES:
+        raise NotASavedModelError(f"{path} is {size} bytes, larger than any SavedModel protobuf can be")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return message_class("SavedModel").FromString(data)
+    except DecodeError as e:
+        raise NotASavedModelError(f"{path} is not a SavedModel protobuf ({e})") from None
+
+
+def describe(name: str, tensor: dict[str, Any]) -> str:
+    """``"apples: float32[?, 3]"`` (``[...]``: unknown rank), as loading's TensorInfo prints it."""
+    shape = tensor.get("shape")
+    dims = "..." if shape is None else ", ".join("?" if d is None else str(d) for d in shape)
+    return f"{name}: {tensor.get('dtype')}[{dims}]"
+
+
 def _tensor(info: Any) -> dict[str, Any]:
-    dtype = DTYPES.get(info.dtype, f"unknown ({info.dtype})")
-    if info.coo_sparse or info.composite_tensor or not info.HasField("tensor_shape"):
-        return {"dtype": dtype, "shape": None}
-    shape = info.tensor_shape
+    dtype = _dtype(info.dtype)
+    if info.WhichOneof("encoding") not in (None, "name") or not info.HasField("tensor_shape"):
+        return {"dtype": dtype, "shape": None}  # sparse or composite: its dense shape is not here
+    return {"dtype": dtype, "shape": _shape(info.tensor_shape)}
+
+
+def _dtype(number: int) -> str:
+    return DTYPES.get(number, f"unknown ({number})")
+
+
+def _shape(shape: Any) -> list[int | None] | None:
     if shape.unknown_rank:
-        return {"dtype": dtype, "shape": None}
-    return {"dtype": dtype, "shape": [None if d.size < 0 else int(d.size) for d in shape.dim]}
+        return None
+    return [None if d.size < 0 else int(d.size) for d in shape.dim]
+
+
+# -- __call__: the saved object graph's function, its traces' structured signatures ------------------
+
+
+class _Spec:
+    """A TensorSpec (or BoundedTensorSpec) in a structured signature."""
+
+    def __init__(self, proto: Any) -> None:
+        self.name = proto.name
+        self.json = {"dtype": _dtype(proto.dtype), "shape": _shape(proto.shape)}
+
+
+_UNKNOWN = object()  # a value this reader does not decode (a TypeSpec such as a RaggedTensorSpec, ...)
+_MAX_DEPTH = 64
+
+
+def _value(v: Any, depth: int = 0) -> Any:
+    """A StructuredValue as Python: tuples, lists, dicts, scalars, ``_Spec`` for tensor specs."""
+    kind = v.WhichOneof("kind")
+    if depth > _MAX_DEPTH:
+        return _UNKNOWN
+    if kind in ("tensor_spec_value", "bounded_tensor_spec_value"):
+        return _Spec(getattr(v, kind))
+    if kind in ("tuple_value", "list_value"):
+        items = [_value(x, depth + 1) for x in getattr(v, kind).values]
+        return tuple(items) if kind == "tuple_value" else items
+    if kind == "dict_value":
+        return {k: _value(x, depth + 1) for k, x in v.dict_value.fields.items()}
+    if kind == "named_tuple_value":
+        return tuple(_value(p.value, depth + 1) for p in v.named_tuple_value.values)
+    if kind == "none_value":
+        return None
+    if kind in ("bool_value", "int64_value", "float64_value", "string_value"):
+        return getattr(v, kind)
+    return _UNKNOWN
+
+
+def _call_spec(meta_graph: Any) -> dict[str, Any] | None:
+    """``__call__``'s inputs and outputs, chosen as :meth:`beam_hub.signatures.CallSpec.of` does."""
+    if not meta_graph.HasField("object_graph_def"):
+        return None
+    graph = meta_graph.object_graph_def
+    if not graph.nodes:
+        return None
+    ref = next((c for c in graph.nodes[0].children if c.local_name == CALL), None)
+    if ref is None or not 0 <= ref.node_id < len(graph.nodes):
+        return None
+    node = graph.nodes[ref.node_id]
+    if node.WhichOneof("kind") != "function":
+        return None
+    traces = []
+    for name in node.function.concrete_functions:
+        if name not in graph.concrete_functions:
+            continue
+        concrete = graph.concrete_functions[name]
+        signature = _value(concrete.canonicalized_input_signature)
+        if not (isinstance(signature, tuple) and len(signature) == 2):
+            continue
+        args, kwargs = signature
+        if not isinstance(args, tuple) or not isinstance(kwargs, dict):
+            continue
+        training = any(a is True for a in list(args[1:]) + list(kwargs.values()))
+        traces.append((training, args, concrete))
+    if not traces:
+        return None
+    _training, args, concrete = sorted(traces, key=lambda t: t[0])[0]
+    if not args:
+        return None
+    first = args[0]
+    if isinstance(first, dict):
+        inputs = {k: _json(v) for k, v in sorted(first.items())}
+    elif isinstance(first, _Spec):
+        inputs = {first.name or "inputs": first.json}
+    else:
+        return None
+    out = _value(concrete.output_signature)
+    if isinstance(out, dict):
+        outputs = {k: _json(v) for k, v in sorted(out.items()) if v is not None}
+    elif isinstance(out, _Spec):
+        outputs = {"default": out.json}
+    else:
+        outputs = {}
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def _json(value: Any) -> dict[str, Any]:
+    """A tensor's dtype and shape; unknown for what is not a plain TensorSpec (never guessed)."""
+    return value.json if isinstance(value, _Spec) else {"dtype": "unknown", "shape": None}

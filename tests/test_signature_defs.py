@@ -10,27 +10,42 @@ import sys
 import pytest
 
 import beam_hub
+import modules
 import producers
 from beam_hub.errors import NotASavedModelError
-from beam_hub.signature_defs import DTYPES, read_signature_defs
+from beam_hub.signature_defs import DTYPES, read_signatures
 from helpers import REPO
 
 
 def loaded(path: str, **kwargs) -> dict:
     module = beam_hub.load(path, audit="off", **kwargs)
-    return {name: spec.to_json() for name, spec in module.signatures.items() if name != "__call__"}
+    return {name: spec.to_json() for name, spec in module.signatures.items()}
 
 
 def read(path: str) -> dict:
     return {
-        name: {"inputs": s["inputs"], "outputs": s["outputs"]}
-        for name, s in read_signature_defs(path).items()
+        name: {"inputs": s["inputs"], "outputs": s["outputs"]} for name, s in read_signatures(path).items()
     }
 
 
 @pytest.mark.parametrize("name", ["one_input", "fruit", "keras", "text_embedder", "picky_embedder"])
 def test_fixture_modules_read_as_loading_reports(modules_dir, name):
     assert read(modules_dir[name]) == loaded(modules_dir[name])
+
+
+@pytest.mark.parametrize(
+    ("make", "call"),
+    [
+        (modules.make_random_relu, True),  # __call__(x, training) traced with a bool spec
+        (lambda path: modules.make_random_relu(path, training_arg=False), True),  # __call__(x) alone
+        (modules.make_image_module, False),
+        (modules.make_batch_longest, False),
+    ],
+)
+def test_call_specs_read_as_loading_reports(make, call, tmp_path):
+    path = make(str(tmp_path / "m"))
+    assert read(path) == loaded(path)
+    assert ("__call__" in read(path)) == call
 
 
 @pytest.mark.parametrize("make", [producers.keras3_export, producers.tf_keras_save, producers.tf1_builder])
@@ -44,8 +59,15 @@ def test_modules_the_real_tools_write(make, tmp_path):
         }
 
 
+@pytest.mark.parametrize("make", [producers.keras3_export, producers.tf_keras_save, producers.tf1_builder])
+def test_modules_the_real_tools_write_read_as_loading_reports(make, tmp_path):
+    """``__call__`` included: tf_keras saves one traced for training and inference, Keras 3 none."""
+    made = make(str(tmp_path / "m"))
+    assert read(made.path) == loaded(made.path)
+
+
 def test_tf1_hub_format_with_its_tags(modules_dir):
-    signatures = read_signature_defs(modules_dir["tf1"])
+    signatures = read_signatures(modules_dir["tf1"])
     assert read(modules_dir["tf1"]) == loaded(modules_dir["tf1"])
     assert {s["tags"] == [] for s in signatures.values()} == {True}  # the hub format's empty tag set
 
@@ -54,13 +76,12 @@ def test_a_module_that_cannot_load_here_still_shows_its_signatures(modules_dir):
     """It needs an op from tensorflow_text: loading fails, reading does not."""
     with pytest.raises(Exception):  # noqa: B017 - any load failure; the point is the reader's success
         beam_hub.load(modules_dir["custom_op"], audit="off")
-    (only,) = read_signature_defs(modules_dir["custom_op"]).values()
-    assert only["inputs"] and only["outputs"]
+    assert read(modules_dir["custom_op"]) == read(modules_dir["one_input"])  # made from it, an op renamed
 
 
 def test_reading_imports_no_tensorflow(modules_dir):
     code = (
-        "import sys; from beam_hub.signature_defs import read_signature_defs as r; "
+        "import sys; from beam_hub.signature_defs import read_signatures as r; "
         f"s = r({modules_dir['fruit']!r}); assert 'fruit_to_pet' in s, s; "
         "assert not [m for m in sys.modules if m.startswith('tensorflow')], 'tensorflow imported'"
     )
@@ -85,7 +106,7 @@ def test_the_dtype_table_is_tensorflows():
 def test_garbage_is_an_error_or_nothing_never_a_crash(tmp_path, content, match):
     (tmp_path / "saved_model.pb").write_bytes(content)
     try:
-        found = read_signature_defs(tmp_path)
+        found = read_signatures(tmp_path)
     except NotASavedModelError as e:
         assert match is None or match in str(e)
     else:
@@ -94,4 +115,4 @@ def test_garbage_is_an_error_or_nothing_never_a_crash(tmp_path, content, match):
 
 def test_a_directory_without_the_file(tmp_path):
     with pytest.raises(NotASavedModelError, match="has no saved_model.pb"):
-        read_signature_defs(tmp_path)
+        read_signatures(tmp_path)

@@ -7,9 +7,11 @@ keyed by the POSIX path relative to the module root.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -116,3 +118,17 @@ def file_sha256(path: str, chunk: int = _CHUNK) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a temp file beside it, then a rename.
+    The temp file is removed on every failure; the error is raised."""
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -12,6 +12,8 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 os.environ.setdefault("FSSPEC_GS_TOKEN", "anon")
 # huggingface_hub reads HF_HOME (where a saved login token lives) at import: never the user's own
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf-home-")
+# the user's caches (~/.cache): one per session, so TensorFlow's op list is asked for once
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="xdg-cache-")
 
 sys.path.insert(0, os.path.dirname(__file__))
 

@@ -33,6 +33,7 @@ from beam_hub import settings
 from beam_hub.cache.base import Accept, Fill, cache_key
 from beam_hub.cache.manifest import MANIFEST_NAME, Manifest
 from beam_hub.errors import CacheError, OfflineCacheMissError
+from beam_hub.files import write_text_atomic
 from beam_hub.savedmodel import require_saved_model_dir, structural_problems
 
 log = logging.getLogger(__name__)
@@ -255,15 +256,7 @@ class LocalCache:
             f"Module: {handle}\nDownload Time: {datetime.datetime.today()}\n"
             f"Downloader Hostname: {socket.gethostname()} (PID:{os.getpid()})"
         )
-        tmp = f"{path}.descriptor.txt.{uuid.uuid4().hex}"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, f"{path}.descriptor.txt")
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_text_atomic(f"{path}.descriptor.txt", text)
 
     def _discard(self, path: str) -> None:
         """Make an entry disappear at once (rename), then delete it."""

@@ -20,13 +20,15 @@ from typing import Any
 
 from beam_hub import settings
 from beam_hub.errors import BeamHubError, UnsafeModuleError
+from beam_hub.safety.registry import tensorflow_version
 from beam_hub.safety.report import AuditReport
 from beam_hub.settings import AuditMode
 
 log = logging.getLogger("beam_hub.audit")
 
-AUDITOR = 1  # bump when the scan changes what it finds: reports stored in manifests are redone
+AUDITOR = 2  # bump when the scan changes what it finds: reports stored in manifests are redone
 _GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")
+_MEMO_LIMIT = 512
 _memo: dict[tuple, AuditReport] = {}
 _warned: set[tuple] = set()
 _lock = threading.Lock()
@@ -48,6 +50,8 @@ def audit_path(path: str) -> AuditReport:
         _to_manifest(path, report)
     with _lock:
         _memo[key] = report
+        while len(_memo) > _MEMO_LIMIT:  # a server audits module after module: keep the newest
+            _memo.pop(next(iter(_memo)))
     return report
 
 
@@ -100,18 +104,13 @@ def _graph_stamp(path: str) -> tuple:
     return ()
 
 
-def _tf_version() -> str:
-    import tensorflow as tf
-
-    return tf.__version__
-
-
 def _stored_key(manifest: Any) -> dict[str, Any] | None:
     """What a stored report must match: auditor, TensorFlow version, the graph file's sha256."""
     record = next((manifest.files[n] for n in _GRAPH_FILES if n in manifest.files), None)
-    if record is None:
+    version = tensorflow_version()
+    if record is None or version is None:
         return None
-    return {"auditor": AUDITOR, "tensorflow": _tf_version(), "graph_sha256": record.sha256}
+    return {"auditor": AUDITOR, "tensorflow": version, "graph_sha256": record.sha256}
 
 
 def _from_manifest(path: str) -> AuditReport | None:
@@ -137,8 +136,8 @@ def _to_manifest(path: str, report: AuditReport) -> None:
 
     manifest = Manifest.read(path)
     key = _stored_key(manifest) if manifest is not None else None
-    if manifest is None or not key:
-        return
+    if manifest is None or not key or not report.op_registry:
+        return  # a report that could not check for unknown ops is not kept for a process that can
     manifest.audit = {**key, "report": report.to_json()}
     try:
         manifest.write(path)

@@ -43,6 +43,7 @@ class AuditReport:
     functions: int = 0
     nodes: int = 0
     allowed: tuple[str, ...] = ()  # ops accepted by allow_ops, left out of ``findings``
+    op_registry: str = ""  # what told TensorFlow's own ops from unknown ones ("": nothing did)
 
     @property
     def clean(self) -> bool:
@@ -71,6 +72,8 @@ class AuditReport:
     def summary(self) -> str:
         scanned = self.scanned
         allowed = f"; allowed: {', '.join(self.allowed)}" if self.allowed else ""
+        if not self.op_registry:
+            allowed += "; unknown ops not checked: no TensorFlow here to ask"
         if self.clean:
             return f"audit: clean ({scanned}{allowed})"
         ops = sorted({f.op for f in self.findings})
@@ -95,6 +98,7 @@ class AuditReport:
             functions=data["functions"],
             nodes=data["nodes"],
             allowed=tuple(data.get("allowed", ())),
+            op_registry=str(data.get("op_registry", "")),
         )
 
 

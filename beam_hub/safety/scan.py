@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError
 
 from beam_hub.errors import ModuleLoadError, NotASavedModelError
 from beam_hub.files import join_inside
+from beam_hub.protos import message_class, pool
 from beam_hub.safety.ops import (
     ASSET_READERS,
     CALL_OPS,
@@ -41,6 +42,7 @@ from beam_hub.safety.ops import (
     UNSCANNABLE,
     custom_op_package,
 )
+from beam_hub.safety.registry import registered_ops
 from beam_hub.safety.report import AuditReport, Finding
 
 MAX_GRAPH_DEPTH = 8  # graphs serialized inside graphs, nested deeper than this, are not read
@@ -52,11 +54,11 @@ _TRACE_ID = re.compile(r"_\d+$")
 
 
 def read_saved_model(path: str) -> Any:
-    """The SavedModel protobuf of the module directory ``path`` (binary or text format)."""
+    """The SavedModel protobuf of the module directory ``path`` (binary or text format), in the
+    subset :mod:`beam_hub.protos` declares (no TensorFlow import)."""
     from google.protobuf import text_format
-    from tensorflow.core.protobuf import saved_model_pb2
 
-    saved = saved_model_pb2.SavedModel()
+    saved = message_class("SavedModel")()
     binary, text = os.path.join(path, "saved_model.pb"), os.path.join(path, "saved_model.pbtxt")
     try:
         if os.path.isfile(binary):
@@ -64,7 +66,7 @@ def read_saved_model(path: str) -> Any:
                 saved.ParseFromString(f.read())
         elif os.path.isfile(text):
             with open(text, encoding="utf-8") as f:
-                text_format.Parse(f.read(), saved)
+                text_format.Parse(f.read(), saved, allow_unknown_field=True, descriptor_pool=pool())
         else:
             raise NotASavedModelError(f"{path} holds no saved_model.pb to audit.")
     except (DecodeError, text_format.ParseError, UnicodeDecodeError) as e:
@@ -77,16 +79,11 @@ def read_saved_model(path: str) -> Any:
 
 def scan_saved_model(path: str) -> AuditReport:
     """Audit the SavedModel in the directory ``path``: every graph and function, nothing run."""
-    scanner = _Scanner(_registered_ops(), os.path.join(path, "assets"))
+    registry = registered_ops()
+    scanner = _Scanner(registry.known, os.path.join(path, "assets"))
     for index, meta_graph in enumerate(read_saved_model(path).meta_graphs):
         scanner.meta_graph(meta_graph, index)
-    return scanner.report(path)
-
-
-def _registered_ops() -> Any:
-    from tensorflow.python.framework import op_def_registry
-
-    return lambda op: op_def_registry.get(op) is not None
+    return scanner.report(path, registry.source)
 
 
 @dataclass
@@ -131,7 +128,7 @@ class _Visit:
 
 @dataclass
 class _Scanner:
-    known: Any  # op name -> bool: registered in the installed TensorFlow
+    known: Any  # op name -> bool: registered in the installed TensorFlow (None: not checked)
     assets_dir: str  # where the loader puts the module's assets
     findings: dict[tuple[str, str | None, str], Finding] = field(default_factory=dict)
     visits: set[tuple] = field(default_factory=set)  # (graph, function, entry point, saver, asset args)
@@ -149,7 +146,7 @@ class _Scanner:
             found = self.node_maps[id(function)] = {n.name: n for n in function.node_def}
         return found
 
-    def report(self, path: str) -> AuditReport:
+    def report(self, path: str, op_registry: str) -> AuditReport:
         order = {"high": 0, "medium": 1}
         merged: dict[tuple, Finding] = {}
         for (graph, function, _node), f in self.findings.items():
@@ -172,7 +169,12 @@ class _Scanner:
             )
         findings = sorted(merged.values(), key=lambda f: (order.get(f.severity, 2), f.op, f.node))
         return AuditReport(
-            path=path, findings=findings, graphs=self.graphs, functions=len(self.functions), nodes=self.nodes
+            path=path,
+            findings=findings,
+            graphs=self.graphs,
+            functions=len(self.functions),
+            nodes=self.nodes,
+            op_registry=op_registry,
         )
 
     # -- entry points ---------------------------------------------------------------------------
@@ -258,12 +260,10 @@ class _Scanner:
     def _asset_tensors(self, meta_graph: Any) -> list[str]:
         """The graph's asset file name tensors (asset_file_def, and the TF1 builder's collection),
         those whose file name stays under assets/."""
-        from tensorflow.core.protobuf import meta_graph_pb2
-
         assets = list(meta_graph.asset_file_def)
         if "saved_model_assets" in meta_graph.collection_def:
             for packed in meta_graph.collection_def["saved_model_assets"].any_list.value:
-                asset = meta_graph_pb2.AssetFileDef()
+                asset = message_class("AssetFileDef")()
                 if packed.Unpack(asset):
                     assets.append(asset)
         return [a.tensor_info.name for a in assets if self._inside_assets(a.filename)]
@@ -355,15 +355,13 @@ class _Scanner:
     def _serialized_graph(
         self, graph: _Graph, node: Any, fname: str | None, data: bytes, visit: _Visit
     ) -> None:
-        from tensorflow.core.framework import graph_pb2
-
         where = f"{node.name} ({node.op})"
         if graph.depth >= MAX_GRAPH_DEPTH:
             self._add(
                 graph, node, fname, visit, UNSCANNABLE, f"graphs nested more than {MAX_GRAPH_DEPTH} deep"
             )
             return
-        inner_def = graph_pb2.GraphDef()
+        inner_def = message_class("GraphDef")()
         try:
             inner_def.ParseFromString(data)
         except (DecodeError, ValueError, RuntimeError):
@@ -395,7 +393,7 @@ class _Scanner:
             )
             if stream.startswith("file://"):
                 kind, detail = FILE_WRITE, f"prints to {stream}"
-        elif kind is None and op not in graph.functions and not self.known(op):
+        elif kind is None and op not in graph.functions and self.known is not None and not self.known(op):
             package = custom_op_package(op)
             kind = CUSTOM_OP
             detail = "not registered in this TensorFlow" + (

@@ -1,7 +1,7 @@
 """`beam-hub` command line. Thin: each subcommand calls the library.
 
 beam-hub resolve HANDLE              print the local directory of the module
-beam-hub inspect HANDLE              signatures, inputs and outputs with dtypes and shapes
+beam-hub inspect HANDLE              signatures, inputs and outputs (read, not loaded; --load loads)
 beam-hub inspect --audit HANDLE      what the module can do besides compute (files, Python, network)
 beam-hub cache list|verify|prune --older-than DAYS|clear
 beam-hub pack DIR OUT.tar.gz         reproducible archive; prints its sha256
@@ -55,6 +55,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     if args.audit:
         return cmd_audit(args)
+    if not args.load:
+        return _inspect_read(args)
     from beam_hub.module import load
 
     module = load(args.handle, tags=args.tags, cache_dir=args.cache_dir)
@@ -67,6 +69,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                     "path": module.path,
                     "default": module.default_signature,
                     "signatures": out,
+                    "loaded": True,
                 },
                 indent=2,
             )
@@ -83,6 +86,37 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             print(f"  input   {info}")
         for info in spec.outputs.values():
             print(f"  output  {info}")
+    return 0
+
+
+def _inspect_read(args: argparse.Namespace) -> int:
+    """`inspect` without --load: signatures read from saved_model.pb, no TensorFlow."""
+    from beam_hub.resolvers import resolve
+    from beam_hub.savedmodel import is_tf1_hub_module
+    from beam_hub.signature_defs import default_signature, describe, read_signatures
+
+    path = resolve(args.handle, cache_dir=args.cache_dir)
+    found = read_signatures(path, tags=args.tags)
+    if args.json:
+        out = {
+            name: {"inputs": s["inputs"], "outputs": s["outputs"], "tags": s["tags"]}
+            for name, s in found.items()
+        }
+        doc = {"handle": args.handle, "path": path, "default": default_signature(found), "signatures": out}
+        print(json.dumps({**doc, "loaded": False}, indent=2))
+        return 0
+    print(f"module:  {args.handle}")
+    print(f"path:    {path}")
+    print(f"format:  {'TF1 Hub format' if is_tf1_hub_module(path) else 'TF2 SavedModel'}")
+    print(f"default: {default_signature(found) or '(none: pass signature=<name>)'}")
+    print("read from saved_model.pb, nothing loaded (--load loads it with TensorFlow)")
+    for name, spec in sorted(found.items()):
+        tags = ", ".join(spec["tags"]) or "no tags"
+        print(f"\nsignature {name!r} (graph: {tags}):")
+        for key, info in spec["inputs"].items():
+            print(f"  input   {describe(key, info)}")
+        for key, info in spec["outputs"].items():
+            print(f"  output  {describe(key, info)}")
     return 0
 
 
@@ -230,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--tags", nargs="*", default=None, help="graph variant tags (default: the module's default)"
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--load",
+        action="store_true",
+        help="load the module with TensorFlow (checks that it loads here; counts its variables) "
+        "instead of reading its signatures from saved_model.pb",
+    )
     p.add_argument(
         "--audit",
         action="store_true",

@@ -68,10 +68,18 @@ def counters(result, namespace: str = "beam_hub") -> dict[str, int]:
 
 
 class Served:
-    def __init__(self, root: str, *extra: str, pack_dir: str | None = "", env: dict | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        *extra: str,
+        pack_dir: str | None = "",
+        env: dict | None = None,
+        launcher: tuple[str, ...] = ("-m", "beam_hub"),
+    ) -> None:
+        """``launcher``: what runs the CLI (tests/serve_watched.py watches TensorFlow in the server)."""
         packs = [] if pack_dir is None else ["--pack-dir", pack_dir or os.path.join(root, "..", "packs")]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "beam_hub", "serve", root, "--port", "0", *packs, *extra],
+            [sys.executable, *launcher, "serve", root, "--port", "0", *packs, *extra],
             env={**os.environ, **(env or {})},
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -92,6 +100,21 @@ def get(url, headers=None, method="GET"):
     req = urllib.request.Request(url, headers=headers or {}, method=method)
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def get_no_redirect(url):
+    """GET without following redirects: (status, headers, body)."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(url, timeout=60) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()

@@ -277,7 +277,7 @@ def test_an_asset_named_outside_the_assets_directory_is_a_file_read(crafted, tmp
     assert set(ops(report)) == {("InitializeTableFromTextFileV2", "file read", "medium")}
 
 
-def test_serve_shows_the_audit_and_never_loads_a_risky_module(modules_dir, tmp_path):
+def test_serve_shows_the_audit_and_the_signatures_of_a_risky_module_it_never_runs(modules_dir, tmp_path):
     import shutil
 
     loads = tmp_path / "loads"
@@ -290,10 +290,15 @@ def test_serve_shows_the_audit_and_never_loads_a_risky_module(modules_dir, tmp_p
         text = page.decode()
         assert status == 200 and "<h2>Audit</h2>" in text and "1 finding(s) (1 high" in text
         assert "<code>WriteFile</code>" in text and "counter._initialize" in text
-        assert "not loaded by this server" in text
+        assert "x: float32[?, 3]" in text and "never loads or runs the modules it serves" in text
         status, _, body = get(served.url + "/api/modules/acme/counter/1")
         data = json.loads(body)
-        assert status == 200 and data["signatures"] is None
+        assert status == 200 and data["signatures"] == {
+            "default": {
+                "inputs": {"x": {"dtype": "float32", "shape": [None, 3]}},
+                "outputs": {"default": {"dtype": "float32", "shape": [None, 1]}},
+            }
+        }
         assert [f["op"] for f in data["audit"]["findings"]] == ["WriteFile"]
         assert data["download"] == served.url + "/acme/counter/1?tf-hub-format=compressed"
         clean = json.loads(get(served.url + "/api/modules/acme/fruit/1")[2])

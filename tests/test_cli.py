@@ -44,13 +44,44 @@ def test_resolve_error_is_one_clear_line(server):
     assert proc.stderr.startswith("beam-hub: error: Nothing found at") and "Traceback" not in proc.stderr
 
 
-def test_inspect(fruit):
+def test_inspect_reads_the_signatures_and_loads_only_when_asked(fruit):
     out = run_cli("inspect", fruit).stdout
-    assert "signature 'fruit_to_pet':" in out
+    assert "signature 'fruit_to_pet' (graph: serve):" in out and "nothing loaded" in out
     assert "input   apples: float32[?, 3]" in out and "output  dogs: float32[?, 1]" in out
     assert "default: __call__" in out
     data = json.loads(run_cli("inspect", "--json", fruit).stdout)
     assert data["signatures"]["name_length"]["inputs"] == {"names": {"dtype": "string", "shape": [None]}}
+    assert data["loaded"] is False
+    loaded = json.loads(run_cli("inspect", "--json", "--load", fruit).stdout)
+    assert loaded["loaded"] is True and loaded["default"] == data["default"]
+    assert loaded["signatures"] == {
+        name: {"inputs": s["inputs"], "outputs": s["outputs"]} for name, s in data["signatures"].items()
+    }
+    out = run_cli("inspect", "--load", fruit).stdout
+    assert "signature 'fruit_to_pet':" in out and "variables: " in out
+
+
+def test_inspect_imports_no_tensorflow_unless_loading(fruit):
+    code = (
+        "import sys; from beam_hub.cli import main; main(['inspect', sys.argv[1]]); "
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'tensorflow'], 'tensorflow imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code, fruit], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0 and "fruit_to_pet" in done.stdout, done.stderr
+
+
+def test_inspect_a_module_that_cannot_load_here(modules_dir):
+    out = run_cli("inspect", modules_dir["custom_op"]).stdout
+    assert "input   x: float32[?, 3]" in out
+    proc = run_cli("inspect", "--load", modules_dir["custom_op"], check=False)
+    assert proc.returncode == 2 and "tensorflow-text" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_inspect_a_tf1_module_by_its_tags(modules_dir):
+    out = run_cli("inspect", modules_dir["tf1"]).stdout
+    assert "format:  TF1 Hub format" in out and "(graph: no tags)" in out
+    proc = run_cli("inspect", modules_dir["tf1"], "--tags", "train", check=False)
+    assert proc.returncode == 2 and "no graph tagged ['train']" in proc.stderr and "[[]]" in proc.stderr
 
 
 def test_cache_commands(server, one_input_tgz, cache_dir):

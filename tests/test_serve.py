@@ -4,8 +4,6 @@ import os
 import shutil
 import socket
 import threading
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ import pytest
 import beam_hub
 from beam_hub.cache import Manifest, cache_key
 from beam_hub.errors import DownloadError, IntegrityError, ModuleNotFoundAtHandleError
-from helpers import Served, get
+from helpers import Served, get, get_no_redirect
 
 X = np.array([[1, 2, 3]], np.float32)
 
@@ -323,16 +321,3 @@ def test_a_named_alias_redirects_to_its_version_and_is_listed(modules_dir, tmp_p
         assert get_no_redirect(served.url + "/acme/linear/champion")[1]["Location"] == "/acme/linear/2"
     finally:
         served.stop()
-
-
-def get_no_redirect(url):
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
-
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(url, timeout=60) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()

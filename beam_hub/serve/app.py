@@ -12,8 +12,10 @@ import re
 from aiohttp import web
 
 from beam_hub import settings
+from beam_hub.safety.registry import registered_ops
 from beam_hub.serve import views
 from beam_hub.serve.catalog import Catalog
+from beam_hub.serve.inspection import Inspections
 from beam_hub.serve.page import CSP
 from beam_hub.serve.store import Archive, ModuleStore
 
@@ -36,7 +38,7 @@ def create_app(
     app = web.Application(middlewares=[_security_headers])
     app[STORE] = ModuleStore(root, pack_dir or settings.serve_pack_dir())
     app[views.CATALOG] = Catalog(app[STORE])
-    app[views.INSPECTIONS] = {}
+    app[views.INSPECTIONS] = Inspections()
     app[UNCOMPRESSED_BASE] = (uncompressed_base or "").rstrip("/")
     app.router.add_get("/", views.index)
     app.router.add_get("/api/modules", views.api_search)
@@ -167,9 +169,12 @@ def serve(
         await site.start()
         bound = runner.addresses[0]  # the port actually bound when 0 was asked for
         ready(f"Serving {os.path.abspath(root)} at http://{bound[0]}:{bound[1]}/", flush=True)
+        # TensorFlow's op names (for the audit), asked of a child process before the first page needs them
+        warm = asyncio.get_running_loop().run_in_executor(None, registered_ops)
         try:
             await asyncio.Event().wait()
         finally:
+            warm.cancel()
             await runner.cleanup()
 
     try:

@@ -15,6 +15,7 @@ from beam_hub.serve.card import FIELDS
 from beam_hub.serve.catalog import Model, Results, Version
 from beam_hub.serve.inspection import Inspection
 from beam_hub.serve.store import Archive, Module
+from beam_hub.signature_defs import describe
 
 CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; base-uri 'none'"
@@ -173,16 +174,20 @@ def module_page(version: Version, url: str, archive: Archive, seen: Inspection) 
     parts.append("<h2>Signatures</h2>")
     if seen.signatures:
         rows = "".join(
-            f"<tr><td>{E(name)}</td><td>{E(', '.join(str(i) for i in spec.inputs.values()))}</td>"
-            f"<td>{E(', '.join(str(o) for o in spec.outputs.values()))}</td></tr>"
+            f"<tr><td>{E(name)}</td><td>{E(_tensors(spec['inputs']))}</td>"
+            f"<td>{E(_tensors(spec['outputs']))}</td><td>{E(', '.join(spec['tags']) or '(none)')}</td></tr>"
             for name, spec in sorted(seen.signatures.items())
         )
         parts.append(
-            f"<table id='signatures'><tr><th>name</th><th>inputs</th><th>outputs</th></tr>{rows}</table>"
+            "<table id='signatures'><tr><th>name</th><th>inputs</th><th>outputs</th><th>graph tags</th></tr>"
+            f"{rows}</table><p class='muted'>Read from the module's saved_model.pb: this server never "
+            "loads or runs the modules it serves.</p>"
         )
+    elif seen.signatures is not None:
+        parts.append("<p>None: the module's graphs name no signature and no <code>__call__</code>.</p>")
     else:
-        parts.append(f"<p>Not available: {E(seen.error or 'the module did not load')}</p>")
-    parts.append(_audit_section(seen.audit))
+        parts.append(f"<p>Not available: {E(seen.error or 'the module could not be read')}</p>")
+    parts.append(_audit_section(seen.audit, seen.audit_error))
     parts.append(
         "<h2>Download</h2><table>"
         f"<tr><td>archive</td><td><a href='?tf-hub-format=compressed'>{E(version.module.path)}.tar.gz</a></td></tr>"
@@ -200,14 +205,23 @@ def module_page(version: Version, url: str, archive: Archive, seen: Inspection) 
     return _doc(f"{version.module.path}: {card.title}", "".join(parts), crumbs)
 
 
-def _audit_section(report: AuditReport | None) -> str:
+def _tensors(tensors: dict[str, Any]) -> str:
+    return ", ".join(describe(name, t) for name, t in tensors.items())
+
+
+def _audit_section(report: AuditReport | None, error: str | None) -> str:
     if report is None:
-        return "<h2>Audit</h2><p>Not audited (see above).</p>"
+        return f"<h2>Audit</h2><p>Not audited: {E(error or 'the module could not be read')}</p>"
     scanned = f"{report.scanned} scanned"
     if report.clean:
+        unknown = (
+            f"or is unknown to {E(report.op_registry)}"
+            if report.op_registry
+            else "(unknown ops not checked: no TensorFlow here to ask)"
+        )
         return (
             "<h2>Audit</h2><p id='audit'>Clean: no op reads or writes files, lists them, calls Python, "
-            f"reaches the network or is unknown to TensorFlow ({scanned}).</p>"
+            f"reaches the network {unknown} ({scanned}).</p>"
         )
     rows = "".join(
         f"<tr><td>{E(f.severity)}</td><td>{E(f.kind)}</td><td><code>{E(f.op)}</code>"

@@ -16,12 +16,12 @@ from aiohttp import web
 
 from beam_hub.serve import page
 from beam_hub.serve.catalog import Catalog, Model, Results, Version
-from beam_hub.serve.inspection import Inspection, inspect
+from beam_hub.serve.inspection import Inspection, Inspections
 from beam_hub.serve.store import Archive, Module, ModuleStore
 
 STORE = web.AppKey("store", ModuleStore)
 CATALOG = web.AppKey("catalog", Catalog)
-INSPECTIONS = web.AppKey("inspections", dict)
+INSPECTIONS = web.AppKey("inspections", Inspections)
 
 
 def base_url(request: web.Request) -> str:
@@ -122,7 +122,7 @@ async def api_module(request: web.Request) -> web.Response:
 def _version_details(app: web.Application, module: Module) -> tuple[Version, Archive, Inspection]:
     version = app[CATALOG].version(module)
     archive = app[STORE].archive(module)
-    return version, archive, inspect(app[INSPECTIONS], module, archive)
+    return version, archive, app[INSPECTIONS].get(module, archive)
 
 
 def _archives(store: ModuleStore, model: Model) -> dict[str, Archive]:

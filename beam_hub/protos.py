@@ -21,20 +21,36 @@ declared are skipped by the parser (binary) or ignored (text format)::
                           31 tensor_shape  32 tensor_dtype  33 tensor_spec  34 type_spec
                           35 bounded_tensor_spec  51 list  52 tuple  53 dict  54 named_tuple
 
-Enums (DataType) are declared as int32: on the wire both are varints, and the number is what is used.
+DataType is declared as TensorFlow's enum (``DATA_TYPES``); fields hold its number.
 """
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf.message import DecodeError
 
+from beam_hub.errors import NotASavedModelError
+
+MAX_GRAPH_BYTES = 1 << 30  # protobuf refuses messages over 2 GiB; a saved_model.pb this large is not one
 PACKAGE = "tensorflow"  # TensorFlow's own full names, so that Any's type URLs match
 _T = descriptor_pb2.FieldDescriptorProto
 _STR, _BYTES, _BOOL = _T.TYPE_STRING, _T.TYPE_BYTES, _T.TYPE_BOOL
 _I32, _I64, _S64, _F64, _MSG = _T.TYPE_INT32, _T.TYPE_INT64, _T.TYPE_SINT64, _T.TYPE_DOUBLE, _T.TYPE_MESSAGE
+_ENUM = _T.TYPE_ENUM
+
+#: TensorFlow's DataType enum (types.proto), by number; each but DT_INVALID also as NAME_REF at 100 + n.
+#: An enum, not an int, so that text-format graphs (``dtype: DT_FLOAT``) parse; numbers not listed
+#: here still read as numbers (proto3 enums are open).
+DATA_TYPES = (
+    "DT_INVALID DT_FLOAT DT_DOUBLE DT_INT32 DT_UINT8 DT_INT16 DT_INT8 DT_STRING DT_COMPLEX64 DT_INT64 "
+    "DT_BOOL DT_QINT8 DT_QUINT8 DT_QINT32 DT_BFLOAT16 DT_QINT16 DT_QUINT16 DT_UINT16 DT_COMPLEX128 DT_HALF "
+    "DT_RESOURCE DT_VARIANT DT_UINT32 DT_UINT64 DT_FLOAT8_E5M2 DT_FLOAT8_E4M3FN DT_FLOAT8_E4M3FNUZ "
+    "DT_FLOAT8_E4M3B11FNUZ DT_FLOAT8_E5M2FNUZ DT_INT4 DT_UINT4 DT_INT2 DT_UINT2 DT_FLOAT4_E2M1FN"
+).split()
 
 # message -> [(field, number, type, message type or "", repeated, oneof or "")]; "map:V" is map<string, V>
 _MESSAGES: dict[str, list[tuple[str, int, int, str, bool, str]]] = {
@@ -43,10 +59,10 @@ _MESSAGES: dict[str, list[tuple[str, int, int, str, bool, str]]] = {
         ("unknown_rank", 3, _BOOL, "", False, ""),
     ],
     "TensorShapeProto.Dim": [("size", 1, _I64, "", False, ""), ("name", 2, _STR, "", False, "")],
-    "TensorProto": [("dtype", 1, _I32, "", False, ""), ("string_val", 8, _BYTES, "", True, "")],
+    "TensorProto": [("dtype", 1, _ENUM, "DataType", False, ""), ("string_val", 8, _BYTES, "", True, "")],
     "TensorInfo": [
         ("name", 1, _STR, "", False, "encoding"),
-        ("dtype", 2, _I32, "", False, ""),
+        ("dtype", 2, _ENUM, "DataType", False, ""),
         ("tensor_shape", 3, _MSG, "TensorShapeProto", False, ""),
         ("coo_sparse", 4, _BYTES, "", False, "encoding"),  # present or not is all that is read
         ("composite_tensor", 5, _BYTES, "", False, "encoding"),
@@ -134,7 +150,7 @@ _MESSAGES: dict[str, list[tuple[str, int, int, str, bool, str]]] = {
         ("string_value", 13, _STR, "", False, "kind"),
         ("bool_value", 14, _BOOL, "", False, "kind"),
         ("tensor_shape_value", 31, _MSG, "TensorShapeProto", False, "kind"),
-        ("tensor_dtype_value", 32, _I32, "", False, "kind"),
+        ("tensor_dtype_value", 32, _ENUM, "DataType", False, "kind"),
         ("tensor_spec_value", 33, _MSG, "TensorSpecProto", False, "kind"),
         ("type_spec_value", 34, _MSG, "TypeSpecProto", False, "kind"),
         ("bounded_tensor_spec_value", 35, _MSG, "BoundedTensorSpecProto", False, "kind"),
@@ -153,12 +169,12 @@ _MESSAGES: dict[str, list[tuple[str, int, int, str, bool, str]]] = {
     "TensorSpecProto": [
         ("name", 1, _STR, "", False, ""),
         ("shape", 2, _MSG, "TensorShapeProto", False, ""),
-        ("dtype", 3, _I32, "", False, ""),
+        ("dtype", 3, _ENUM, "DataType", False, ""),
     ],
     "BoundedTensorSpecProto": [
         ("name", 1, _STR, "", False, ""),
         ("shape", 2, _MSG, "TensorShapeProto", False, ""),
-        ("dtype", 3, _I32, "", False, ""),
+        ("dtype", 3, _ENUM, "DataType", False, ""),
     ],
 }
 
@@ -178,6 +194,11 @@ def pool() -> descriptor_pool.DescriptorPool:
         syntax="proto3",
         dependency=["google/protobuf/any.proto"],
     )
+    data_type = f.enum_type.add(name="DataType")
+    for number, name in enumerate(DATA_TYPES):
+        data_type.value.add(name=name, number=number)
+    for number, name in enumerate(DATA_TYPES[1:], start=101):
+        data_type.value.add(name=f"{name}_REF", number=number)
     declared: dict[str, Any] = {}
     for full in sorted(_MESSAGES, key=lambda n: n.count(".")):  # outer messages before nested ones
         outer, _, inner = full.rpartition(".")
@@ -222,3 +243,34 @@ def pool() -> descriptor_pool.DescriptorPool:
 def message_class(name: str) -> Any:
     """The message class of ``tensorflow.NAME`` (e.g. ``"SavedModel"``, ``"GraphDef"``)."""
     return message_factory.GetMessageClass(pool().FindMessageTypeByName(f"{PACKAGE}.{name}"))
+
+
+def read_saved_model(module_dir: str | os.PathLike) -> Any:
+    """The ``tensorflow.SavedModel`` of ``module_dir`` (``saved_model.pb``, else ``.pbtxt``), in the
+    fields declared here. NotASavedModelError, saying what to do, when it is missing, too large or
+    does not parse."""
+    root = os.fspath(module_dir)
+    binary, text = os.path.join(root, "saved_model.pb"), os.path.join(root, "saved_model.pbtxt")
+    path = binary if os.path.isfile(binary) else text
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise NotASavedModelError(
+            f"{root} has no saved_model.pb: it is not a SavedModel directory."
+        ) from None
+    if size > MAX_GRAPH_BYTES:
+        raise NotASavedModelError(f"{path} is {size} bytes, larger than any SavedModel protobuf can be.")
+    saved = message_class("SavedModel")()
+    try:
+        if path == binary:
+            with open(path, "rb") as f:
+                saved.ParseFromString(f.read())
+        else:
+            with open(path, encoding="utf-8") as f:
+                text_format.Parse(f.read(), saved, allow_unknown_field=True, descriptor_pool=pool())
+    except (DecodeError, text_format.ParseError, UnicodeDecodeError) as e:
+        raise NotASavedModelError(
+            f"{path} does not parse ({type(e).__name__}: {e}): it is damaged or not a SavedModel "
+            "protobuf. If it is a cache entry, `beam-hub cache verify` removes damaged entries."
+        ) from None
+    return saved

@@ -18,10 +18,8 @@ import os
 from collections.abc import Collection
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
-from beam_hub.errors import NotASavedModelError, SignatureNotFoundError
-from beam_hub.protos import message_class
+from beam_hub.errors import SignatureNotFoundError
+from beam_hub.protos import read_saved_model
 from beam_hub.savedmodel import is_tf1_hub_module
 
 #: TensorFlow's DataType enum (tensorflow/core/framework/types.proto) -> tf.dtypes names.
@@ -52,7 +50,6 @@ DTYPES = {
     24: "float8_e5m2",
     25: "float8_e4m3fn",
 }
-MAX_GRAPH_BYTES = 1 << 30  # protobuf refuses messages over 2 GiB; a saved_model.pb this large is not one
 CALL = "__call__"  # the Reusable SavedModel API's call, as beam_hub.load names it
 _INTERNAL = ("__saved_model_init_op", "__saved_model_train_op")  # TensorFlow's own, not signatures to call
 
@@ -69,7 +66,7 @@ def read_signatures(
     (TensorFlow's default tag set comes first) wins; ``tags`` reads only the meta graph with exactly
     those tags (SignatureNotFoundError, listing the tag sets, when there is none). NotASavedModelError
     when the file is missing or is not a SavedModel protobuf."""
-    saved = read_saved_model_pb(module_dir)
+    saved = read_saved_model(module_dir)
     graphs = list(saved.meta_graphs)
     if tags is not None:
         graphs = [g for g in graphs if set(g.meta_info_def.tags) == set(tags)]
@@ -103,23 +100,6 @@ def read_signatures(
 def default_signature(names: Collection[str]) -> str | None:
     """The signature a module applies by default: "default", else "serving_default", else "__call__"."""
     return next((name for name in ("default", "serving_default", CALL) if name in names), None)
-
-
-def read_saved_model_pb(module_dir: str | os.PathLike) -> Any:
-    """The SavedModel protobuf of ``module_dir`` (binary ``saved_model.pb``) in the declared subset."""
-    path = os.path.join(os.fspath(module_dir), "saved_model.pb")
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        raise NotASavedModelError(f"{module_dir} has no saved_model.pb") from None
-    if size > MAX_GRAPH_BYTES:
-        raise NotASavedModelError(f"{path} is {size} bytes, larger than any SavedModel protobuf can be")
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        return message_class("SavedModel").FromString(data)
-    except DecodeError as e:
-        raise NotASavedModelError(f"{path} is not a SavedModel protobuf ({e})") from None
 
 
 def describe(name: str, tensor: dict[str, Any]) -> str:

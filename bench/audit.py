@@ -36,7 +36,7 @@ def saved_model_cli_findings(path: str) -> set[str]:
     from tensorflow.python.framework import meta_graph
     from tensorflow.python.tools import saved_model_cli
 
-    from beam_hub.safety.scan import read_saved_model
+    from beam_hub.protos import read_saved_model
 
     found: set[str] = set()
     for mg in read_saved_model(path).meta_graphs:

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,42 +88,20 @@ def memory(work: str, n: int) -> None:
         with open(os.path.join(module, "assets", "id.txt"), "w") as f:
             f.write(f"module {i}\n")
         paths.append(module)
-    env = {
-        **os.environ,
-        "XDG_CACHE_HOME": os.path.join(work, "xdg"),
-        "TFHUB_CACHE_DIR": os.path.join(work, "c"),
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "beam_hub",
-            "serve",
-            root,
-            "--port",
-            "0",
-            "--pack-dir",
-            os.path.join(work, "p"),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    from helpers import Served, get
+
+    env = {"XDG_CACHE_HOME": os.path.join(work, "xdg"), "TFHUB_CACHE_DIR": os.path.join(work, "c")}
+    served = Served(root, pack_dir=os.path.join(work, "p"), env=env)
     try:
-        url = proc.stdout.readline().split(" at ")[1].strip().rstrip("/")
-        start_rss = rss_mb(proc.pid)
+        start_rss = rss_mb(served.proc.pid)
         started = time.perf_counter()
         for i in range(n):
-            with urllib.request.urlopen(f"{url}/acme/m{i}/1", timeout=300) as r:
-                r.read()
-            with urllib.request.urlopen(f"{url}/api/modules/acme/m{i}/1", timeout=300) as r:
-                assert json.loads(r.read())["signatures"]
+            assert get(f"{served.url}/acme/m{i}/1")[0] == 200
+            assert json.loads(get(f"{served.url}/api/modules/acme/m{i}/1")[2])["signatures"]
         pages = time.perf_counter() - started
-        served = rss_mb(proc.pid)
+        served_rss = rss_mb(served.proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        served.stop()
     started = time.perf_counter()
     loading = int(
         subprocess.run(
@@ -134,10 +111,10 @@ def memory(work: str, n: int) -> None:
     load_time = time.perf_counter() - started
     print(f"\nmemory, {n} distinct modules, every version page and API answer")
     print(
-        f"  beam-hub serve (reads)       RSS {start_rss} MB at start, {served} MB after all ({pages:.1f} s)"
+        f"  beam-hub serve (reads)       RSS {start_rss} MB at start, {served_rss} MB after all ({pages:.1f} s)"
     )
     print(f"  load each with TensorFlow    RSS {loading} MB after all ({load_time:.1f} s)")
-    print(f"  RSS, loading / reading: {loading / served:.1f}x")
+    print(f"  RSS, loading / reading: {loading / served_rss:.1f}x")
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 
@@ -68,6 +69,9 @@ def counters(result, namespace: str = "beam_hub") -> dict[str, int]:
 
 
 class Served:
+    """`beam-hub serve ROOT` in a child process on an ephemeral port of 127.0.0.1 (``url``); its
+    stderr (a log line per request) is drained on a thread so that a busy server never blocks."""
+
     def __init__(
         self,
         root: str,
@@ -89,11 +93,17 @@ class Served:
         line = self.proc.stdout.readline()
         assert line.startswith("Serving "), self.proc.stderr.read() if self.proc.poll() is not None else line
         self.url = line.split(" at ")[1].strip().rstrip("/")
+        self._err: list[str] = []
+        self._drain = threading.Thread(target=lambda: self._err.extend(self.proc.stderr), daemon=True)
+        self._drain.start()
 
     def stop(self) -> str:
+        """Stop the server; what it wrote to stderr."""
         self.proc.terminate()
-        _, err = self.proc.communicate(timeout=30)
-        return err
+        self.proc.wait(timeout=30)
+        self._drain.join(timeout=30)
+        self.proc.stdout.close()
+        return "".join(self._err)
 
 
 def get(url, headers=None, method="GET"):

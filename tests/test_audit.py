@@ -259,7 +259,7 @@ def test_an_asset_named_outside_the_assets_directory_is_a_file_read(crafted, tmp
 
     from tensorflow.core.protobuf import meta_graph_pb2
 
-    from beam_hub.safety.scan import read_saved_model
+    from beam_hub.protos import read_saved_model
 
     path = shutil.copytree(crafted[name], tmp_path / name)
     saved = read_saved_model(str(path))
@@ -371,7 +371,8 @@ def test_calls_nested_past_the_limit_are_reported_not_followed(crafted, tmp_path
     would end a naive walk), the last one writing a file."""
     import shutil
 
-    from beam_hub.safety.scan import MAX_CALL_DEPTH, read_saved_model
+    from beam_hub.protos import read_saved_model
+    from beam_hub.safety.scan import MAX_CALL_DEPTH
 
     path = shutil.copytree(crafted["writer"], tmp_path / "chain")
     saved = read_saved_model(str(path))
@@ -393,7 +394,7 @@ def test_a_saver_that_writes_elsewhere_is_not_the_checkpoint(modules_dir, tmp_pa
     module's choosing (alone, or with the real file name after it), is a file write, not the saver."""
     import shutil
 
-    from beam_hub.safety.scan import read_saved_model
+    from beam_hub.protos import read_saved_model
 
     path = shutil.copytree(modules_dir["tf1"], tmp_path / "tf1")
     saved = read_saved_model(str(path))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from google.protobuf.descriptor import FieldDescriptor as F
 
 from beam_hub import protos
+from beam_hub.errors import NotASavedModelError
 
 # where the reader declares a simpler type that reads the same wire bytes
 _SAME_ON_THE_WIRE = {(F.TYPE_INT32, F.TYPE_ENUM), (F.TYPE_BYTES, F.TYPE_MESSAGE)}
@@ -45,11 +47,22 @@ def test_every_declared_field_is_tensorflows_own():
                     assert (field.type, their.type) in _SAME_ON_THE_WIRE, where
                 elif field.message_type is not None:
                     assert field.message_type.full_name == their.message_type.full_name, where
+                elif field.enum_type is not None:
+                    assert field.enum_type.full_name == their.enum_type.full_name, where
                 ours_oneof = field.containing_oneof.name if field.containing_oneof else None
                 theirs_oneof = their.containing_oneof.name if their.containing_oneof else None
                 assert ours_oneof == theirs_oneof, where
                 checked += 1
     assert checked > 80  # every message above, not a few
+
+
+def test_the_data_type_enum_is_tensorflows():
+    from tensorflow.core.framework import types_pb2
+
+    ours = protos.pool().FindEnumTypeByName("tensorflow.DataType")
+    assert {(v.name, v.number) for v in ours.values} == {
+        (v.name, v.number) for v in types_pb2.DataType.DESCRIPTOR.values
+    }
 
 
 def test_a_saved_model_reads_the_same_as_with_tensorflows_classes(modules_dir):
@@ -74,3 +87,33 @@ def test_declaring_them_imports_no_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_text_format_saved_model_reads_as_its_binary_twin(modules_dir, tmp_path):
+    """TensorFlow also loads saved_model.pbtxt: the reader takes it (fields it does not declare skipped)."""
+    import shutil
+
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from beam_hub.signature_defs import read_signatures
+
+    module = shutil.copytree(modules_dir["fruit"], tmp_path / "fruit")
+    data = (module / "saved_model.pb").read_bytes()
+    (module / "saved_model.pb").unlink()
+    (module / "saved_model.pbtxt").write_text(
+        text_format.MessageToString(saved_model_pb2.SavedModel.FromString(data))
+    )
+    binary = protos.message_class("SavedModel").FromString(data)
+    binary.DiscardUnknownFields()  # the fields not declared: kept from binary, skipped in text
+    assert protos.read_saved_model(module) == binary
+    assert read_signatures(module) == read_signatures(modules_dir["fruit"])
+
+
+@pytest.mark.parametrize("name", ["saved_model.pb", "saved_model.pbtxt"])
+def test_a_damaged_graph_file_is_one_clear_error(tmp_path, name):
+    (tmp_path / name).write_bytes(b"\x12\xff\xff\xff\xff\x0f" if name.endswith(".pb") else b"meta_graphs {")
+    with pytest.raises(NotASavedModelError, match="does not parse .*beam-hub cache verify"):
+        protos.read_saved_model(tmp_path)
+    with pytest.raises(NotASavedModelError, match="has no saved_model.pb"):
+        protos.read_saved_model(tmp_path / "elsewhere")

@@ -22,6 +22,20 @@ def watched(root: str, mode: str, log: str, tmp_path) -> Served:
     return Served(root, pack_dir=str(tmp_path / "packs"), launcher=(WATCHED, mode, log))
 
 
+def visit_watched(root: str, mode: str, tmp_path) -> dict[str, dict]:
+    """visit_everything() on a server watched in ``mode`` (serve_watched.py), which must not have
+    written to its log (no TensorFlow import, or no load) nor a traceback."""
+    log = str(tmp_path / f"{mode}.log")
+    served = watched(root, mode, log, tmp_path)
+    try:
+        seen = visit_everything(served.url)
+    finally:
+        err = served.stop()
+    assert not os.path.exists(log), open(log).read()
+    assert "Traceback" not in err, err
+    return seen
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory, modules_dir, archives):
     root = tmp_path_factory.mktemp("hub")
@@ -64,14 +78,7 @@ def as_read(module_dir: str) -> dict:
 
 
 def test_the_server_process_never_imports_tensorflow(root, modules_dir, tmp_path):
-    log = str(tmp_path / "imports.log")
-    served = watched(root, "no-tensorflow", log, tmp_path)
-    try:
-        seen = visit_everything(served.url)
-    finally:
-        err = served.stop()
-    assert not os.path.exists(log), open(log).read()
-    assert "Traceback" not in err, err
+    seen = visit_watched(root, "no-tensorflow", tmp_path)
     for path, name in [
         ("fruit/1", "fruit"),
         ("keras/1", "keras"),
@@ -97,14 +104,7 @@ def test_the_server_process_never_imports_tensorflow(root, modules_dir, tmp_path
 def test_a_server_with_tensorflow_still_never_loads_a_module(root, tmp_path):
     """TensorFlow imported in the server (as in a process that also runs jobs), every loader
     replaced by one that raises: pages, signatures and audits all the same."""
-    log = str(tmp_path / "loads.log")
-    served = watched(root, "no-load", log, tmp_path)
-    try:
-        seen = visit_everything(served.url)
-    finally:
-        err = served.stop()
-    assert not os.path.exists(log), open(log).read()
-    assert "Traceback" not in err, err
+    seen = visit_watched(root, "no-load", tmp_path)
     assert all(seen[path]["signatures"] for path in SERVED)
     assert seen["custom_op/1"]["audit"]["findings"] and seen["fruit/1"]["audit"]["findings"] == []
 

@@ -27,9 +27,8 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from beam_hub.errors import ModuleLoadError, NotASavedModelError
 from beam_hub.files import join_inside
-from beam_hub.protos import message_class, pool
+from beam_hub.protos import message_class, read_saved_model
 from beam_hub.safety.ops import (
     ASSET_READERS,
     CALL_OPS,
@@ -51,30 +50,6 @@ _PASS_THROUGH = frozenset({"Identity", "StopGradient", "Snapshot", "PreventGradi
 _INIT_COLLECTIONS = ("saved_model_main_op", "legacy_init_op", "table_initializer", "init_op", "local_init_op")
 _INIT_SIGNATURE = "__saved_model_init_op"
 _TRACE_ID = re.compile(r"_\d+$")
-
-
-def read_saved_model(path: str) -> Any:
-    """The SavedModel protobuf of the module directory ``path`` (binary or text format), in the
-    subset :mod:`beam_hub.protos` declares (no TensorFlow import)."""
-    from google.protobuf import text_format
-
-    saved = message_class("SavedModel")()
-    binary, text = os.path.join(path, "saved_model.pb"), os.path.join(path, "saved_model.pbtxt")
-    try:
-        if os.path.isfile(binary):
-            with open(binary, "rb") as f:
-                saved.ParseFromString(f.read())
-        elif os.path.isfile(text):
-            with open(text, encoding="utf-8") as f:
-                text_format.Parse(f.read(), saved, allow_unknown_field=True, descriptor_pool=pool())
-        else:
-            raise NotASavedModelError(f"{path} holds no saved_model.pb to audit.")
-    except (DecodeError, text_format.ParseError, UnicodeDecodeError) as e:
-        raise ModuleLoadError(
-            f"The SavedModel in {path} does not parse ({type(e).__name__}): it is damaged or not a "
-            "SavedModel. If it is a cache entry, `beam-hub cache verify` removes damaged entries."
-        ) from None
-    return saved
 
 
 def scan_saved_model(path: str) -> AuditReport:

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from beam_hub.errors import InputError, OutputKeyError
+from beam_hub.signature_defs import describe
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,14 @@ class TensorInfo:
     shape: tf.TensorShape
 
     def __str__(self) -> str:
-        if self.shape.rank is None:
-            dims = "..."
-        else:
-            dims = ", ".join("?" if d is None else str(d) for d in self.shape.as_list())
-        return f"{self.name}: {self.dtype.name}[{dims}]"
+        return describe(self.name, self.to_json())
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"dtype": "float32", "shape": [None, 3]}`` (shape None: unknown rank)."""
+        return {
+            "dtype": self.dtype.name,
+            "shape": self.shape.as_list() if self.shape.rank is not None else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -49,16 +53,9 @@ class SignatureSpec:
 
     def to_json(self) -> dict[str, Any]:
         """Inputs and outputs as ``{name: {"dtype": "float32", "shape": [None, 3]}}`` (shape None: unknown rank)."""
-
-        def tensor(info: TensorInfo) -> dict[str, Any]:
-            return {
-                "dtype": info.dtype.name,
-                "shape": info.shape.as_list() if info.shape.rank is not None else None,
-            }
-
         return {
-            "inputs": {k: tensor(i) for k, i in self.inputs.items()},
-            "outputs": {k: tensor(o) for k, o in self.outputs.items()},
+            "inputs": {k: i.to_json() for k, i in self.inputs.items()},
+            "outputs": {k: o.to_json() for k, o in self.outputs.items()},
         }
 
 

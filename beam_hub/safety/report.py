@@ -71,15 +71,15 @@ class AuditReport:
 
     def summary(self) -> str:
         scanned = self.scanned
-        allowed = f"; allowed: {', '.join(self.allowed)}" if self.allowed else ""
+        notes = f"; allowed: {', '.join(self.allowed)}" if self.allowed else ""
         if not self.op_registry:
-            allowed += "; unknown ops not checked: no TensorFlow here to ask"
+            notes += "; unknown ops not checked: no TensorFlow here to ask"
         if self.clean:
-            return f"audit: clean ({scanned}{allowed})"
+            return f"audit: clean ({scanned}{notes})"
         ops = sorted({f.op for f in self.findings})
         return (
             f"audit: {_count(len(self.findings), 'finding')} ({len(self.high)} high) in {scanned}: "
-            f"{', '.join(ops)}{allowed}"
+            f"{', '.join(ops)}{notes}"
         )
 
     def lines(self) -> list[str]:

@@ -10,6 +10,7 @@ import shutil
 import stat
 import tarfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, BinaryIO
 
@@ -241,6 +242,7 @@ def safe_extract(
     *,
     what: str,
     max_bytes: int | None = None,
+    keep: Callable[[str], bool] | None = None,
 ) -> ExtractedFiles:
     """Extract an archive (a path, or a binary stream read once to its end) into ``dest`` in one
     streaming pass; return the archive's sha256 and the size and sha256 of every file written.
@@ -262,10 +264,14 @@ def safe_extract(
     are decompressed in bounded pieces, so memory stays bounded. beam-hub's private files (a
     shipped cache manifest) are skipped. On error ``dest`` may hold a partial tree: callers
     extract into a staging directory they delete on failure.
+
+    ``keep`` (a relative name -> bool) writes only the files it accepts: every member is still
+    read, checked and counted, and the others are listed with their size and an empty sha256
+    (their content is not hashed). A kept hard link to a file not kept is refused.
     """
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb", buffering=_CHUNK) as f:
-            return safe_extract(f, dest, what=what, max_bytes=max_bytes)
+            return safe_extract(f, dest, what=what, max_bytes=max_bytes, keep=keep)
     reader = _HashingReader(source)
     head = reader.peek_head()
     sniff(head, what)
@@ -288,7 +294,15 @@ def safe_extract(
                     if member.isdir():
                         os.makedirs(target, exist_ok=True)
                         continue
+                    if keep is not None and not keep(rel):
+                        files[rel] = files[linked] if linked else FileRecord(member.size, "")
+                        continue
                     os.makedirs(os.path.dirname(target), exist_ok=True)
+                    if linked and not files[linked].sha256:
+                        raise UnsafeArchiveError(
+                            f"{what}: member {member.name!r} repeats {linked!r}, which was not kept; "
+                            "extract the archive whole to read it."
+                        )
                     if linked:
                         shutil.copyfile(os.path.join(dest, *linked.split("/")), target)
                         files[rel] = files[linked]

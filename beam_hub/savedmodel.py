@@ -10,6 +10,9 @@ from beam_hub.errors import NotASavedModelError
 
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 TF1_HUB_MARKER = "tfhub_module.pb"
+#: The files that say what a module is and does (its graphs, the TF1 Hub format's marker): all a
+#: reader of signatures or an auditor needs, without variables or assets.
+GRAPH_FILES = (*SAVED_MODEL_FILES, TF1_HUB_MARKER)
 _SHARD = re.compile(r"^variables\.data-(\d+)-of-(\d+)$")
 _MAX_WRAPPERS = 8  # folders a module may sit in at an archive's top (`tar czf m.tgz /tmp/export/model`)
 

@@ -542,3 +542,49 @@ def test_a_zstd_archive_from_bsdtar_is_named_with_how_to_repack_it(tmp_path):
     bsd("--zstd")(tree(tmp_path / "m", MODULE), archive)
     with pytest.raises(IntegrityError, match="it is zstd-compressed .* tar -czf m.tar.gz -C DIR ."):
         extract(archive, tmp_path)
+
+
+def graph_files_only(rel: str) -> bool:
+    return rel.rsplit("/", 1)[-1] == "saved_model.pb"
+
+
+@pytest.mark.parametrize(
+    "member, match",
+    [(({"name": "../escape.txt"}, b"x"), "unsafe member")]
+    + [
+        (({"name": "dev", "type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}, None), "device"),
+        (({"name": "hard", "type": tarfile.LNKTYPE, "linkname": "/etc/passwd"}, None), "is a link"),
+    ],
+)
+def test_members_not_kept_are_still_checked(tmp_path, member, match):
+    """Reading only the graph out of an archive (what `beam-hub serve` does) refuses what
+    extracting it would refuse, wherever the member is."""
+    archive = make_tar(tmp_path / "evil.tar.gz", [GOOD, member])
+    with pytest.raises(UnsafeArchiveError, match=match):
+        extract(archive, tmp_path, keep=graph_files_only)
+
+
+def test_twin_keep_writes_only_what_it_accepts_and_lists_the_rest(tmp_path):
+    src = tree(tmp_path / "m", {**MODULE, "sub/saved_model.pb": b"inner"})
+    os.link(os.path.join(src, "assets", "vocab.txt"), os.path.join(src, "assets", "vocab-copy.txt"))
+    archive = str(tmp_path / "m.tar.gz")
+    gnu("-z", *GUIDE)(src, archive)  # the hosting guide's archive; the second name a hard link
+    got = extract(archive, tmp_path, keep=graph_files_only)
+    assert contents(tmp_path / "out") == {"saved_model.pb": b"pb", "sub/saved_model.pb": b"inner"}
+    assert got.files["saved_model.pb"] == FileRecord(2, hashlib.sha256(b"pb").hexdigest())
+    assert got.files["variables/variables.data-00000-of-00001"] == FileRecord(4, "")  # listed, not read
+    assert got.files["assets/vocab-copy.txt"].size == 4
+    assert got.archive_sha256 == hashlib.sha256(open(archive, "rb").read()).hexdigest()
+
+
+def test_a_kept_hard_link_to_a_file_not_kept_is_refused(tmp_path):
+    archive = make_tar(
+        tmp_path / "m.tar.gz",
+        [
+            ({"name": "graph.bin"}, b"pb"),
+            ({"name": "saved_model.pb", "type": tarfile.LNKTYPE, "linkname": "graph.bin"}, None),
+        ],
+    )
+    with pytest.raises(UnsafeArchiveError, match="which was not kept"):
+        extract(archive, tmp_path, keep=graph_files_only)
+    assert contents(tmp_path / "out") == {}

@@ -170,3 +170,25 @@ def test_inspections_are_kept_for_the_most_recently_viewed_versions_only(modules
     assert len(kept) == 2 and third.signatures["default"]["inputs"]["x"]["shape"] == [None, 3]
     assert inspect(0) is first[0]
     assert inspect(1) is not first[1] and inspect(1).signatures == first[1].signatures  # read again
+
+
+def test_an_archive_is_read_for_its_graph_not_extracted_or_cached(tmp_path, cache_dir):
+    """A published version is an archive: the page reads its graph files out of it; its
+    variables are never written, nothing enters a cache, no temporary file is left."""
+    from beam_hub.archive import pack
+
+    module = modules.make_weights(str(tmp_path / "weights"), 8)
+    os.makedirs(tmp_path / "hub" / "acme" / "big")
+    pack(module, str(tmp_path / "hub" / "acme" / "big" / "1.tar.gz"))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    served = Served(str(tmp_path / "hub"), pack_dir=str(tmp_path / "packs"), env={"TMPDIR": str(scratch)})
+    try:
+        data = json.loads(get(served.url + "/api/modules/acme/big/1")[2])
+        page = get(served.url + "/acme/big/1")[2].decode()
+    finally:
+        served.stop()
+    assert data["signatures"] == as_read(module) and data["audit"]["findings"] == []
+    assert "<table id='signatures'>" in page
+    assert not os.path.exists(cache_dir) or os.listdir(cache_dir) == []
+    assert os.listdir(scratch) == []

@@ -3,18 +3,23 @@
 Nothing here imports TensorFlow or loads a module. Signatures come from ``saved_model.pb``
 (:mod:`beam_hub.signature_defs`), the audit from the same protobufs (:mod:`beam_hub.safety`), so
 a module that cannot load here (a custom op it lacks) or that the audit flags still shows its
-signatures. Inspections are kept per archive digest in a bounded map (the most recently viewed
-``MAX_INSPECTIONS``); the audit also in the cache entry's manifest, where a later load finds it.
+signatures. A module served as an archive is not extracted, nor put in a cache: only its graph
+files are read out of it. Inspections are kept per archive digest in a bounded map (the most
+recently viewed ``MAX_INSPECTIONS``).
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from beam_hub.archive import safe_extract
 from beam_hub.safety.report import AuditReport
+from beam_hub.savedmodel import GRAPH_FILES, module_root
 from beam_hub.serve.store import Archive, Module
 
 MAX_INSPECTIONS = 256
@@ -65,15 +70,33 @@ class Inspections:
 
 
 def inspect_module(module: Module, archive: Archive) -> Inspection:
-    """Read the module's signatures and audit it; each failure is shown on the page, not raised."""
-    from beam_hub.resolvers import resolve
+    """Read the module's signatures and audit it; each failure is shown on the page, not raised.
+    A module served as an archive only is not extracted: its graph files alone are read out of
+    it (with every check extraction makes) into a temporary directory, removed afterwards."""
     from beam_hub.safety import audit_path
+    from beam_hub.safety.scan import scan_saved_model
+
+    if module.directory:
+        return _inspect_directory(module.directory, audit_path)  # remembered per directory
+    with tempfile.TemporaryDirectory(prefix="beam-hub-inspect-") as staging:
+        try:
+            safe_extract(archive.file, staging, what=f"archive {module.path}", keep=_graph_file)
+            path = module_root(staging, f"archive {module.path}")
+        except Exception as e:  # noqa: BLE001 - shown on the page
+            return Inspection(None, _why(e), None, _why(e))
+        found = _inspect_directory(path, scan_saved_model)  # a fresh directory each time
+        if found.audit is not None:
+            found.audit.path = f"{module.path} (archive)"
+        return found
+
+
+def _graph_file(rel: str) -> bool:
+    return rel.rsplit("/", 1)[-1] in GRAPH_FILES
+
+
+def _inspect_directory(path: str, audit: Callable[[str], AuditReport]) -> Inspection:
     from beam_hub.signature_defs import read_signatures
 
-    try:
-        path = module.directory or resolve(archive.file)
-    except Exception as e:  # noqa: BLE001 - shown on the page
-        return Inspection(None, _why(e), None, _why(e))
     signatures: dict[str, Any] | None = None
     error = audit_error = None
     report: AuditReport | None = None
@@ -82,7 +105,7 @@ def inspect_module(module: Module, archive: Archive) -> Inspection:
     except Exception as e:  # noqa: BLE001 - shown on the page
         error = _why(e)
     try:
-        report = audit_path(path)
+        report = audit(path)
     except Exception as e:  # noqa: BLE001 - shown on the page
         audit_error = _why(e)
     return Inspection(signatures, error, report, audit_error)

@@ -8,8 +8,11 @@ Measures, in one run:
   memory      `beam-hub serve` over --modules distinct modules, every version page and API answer
               fetched: the server's RSS, against a process that loads each module with TensorFlow
               and keeps its signatures (the old server's way)
+  archive     a published version of --archive-mb MB: the page's inspection reading only the
+              graph files out of the archive, against extracting it into a cache first (the
+              server's way before); time and bytes written to disk, medians of --rounds
 
-    python bench/hub_inspect.py [--rounds 5] [--modules 50]
+    python bench/hub_inspect.py [--rounds 5] [--modules 50] [--archive-mb 200]
 """
 
 from __future__ import annotations
@@ -117,10 +120,45 @@ def memory(work: str, n: int) -> None:
     print(f"  RSS, loading / reading: {loading / served_rss:.1f}x")
 
 
+def archive_page(work: str, mb: int, rounds: int) -> None:
+    import modules
+    from beam_hub.archive import pack
+    from beam_hub.resolvers import resolve
+    from beam_hub.serve.inspection import inspect_module
+    from beam_hub.serve.store import Module, ModuleStore
+
+    root = os.path.join(work, "published")
+    os.makedirs(os.path.join(root, "acme", "big"))
+    pack(
+        modules.make_weights(os.path.join(work, "weights"), mb), os.path.join(root, "acme", "big", "1.tar.gz")
+    )
+    store = ModuleStore(root, os.path.join(work, "packs"))
+    module = store.find("acme/big/1")
+    archive = store.archive(module)
+
+    def extracted() -> None:  # the server's way before: into a cache, then read
+        cache = tempfile.mkdtemp(dir=work)
+        try:
+            path = resolve(archive.file, cache_dir=cache)
+            inspect_module(Module(module.path, path, None), archive)
+        finally:
+            shutil.rmtree(cache)
+
+    read = statistics.median(timed(lambda: inspect_module(module, archive)) for _ in range(rounds))
+    old = statistics.median(timed(extracted) for _ in range(rounds))
+    print(
+        f"\npublished archive of {archive.size / 1e6:.0f} MB, one version page's inspection, medians of {rounds}"
+    )
+    print(f"  graph files read out of the archive   {read:6.2f} s, nothing kept on disk")
+    print(f"  extracted into a cache, then read     {old:6.2f} s, {mb} MB written to the cache")
+    print(f"  extract / read: {old / read:.1f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--modules", type=int, default=50)
+    ap.add_argument("--archive-mb", type=int, default=200)
     args = ap.parse_args()
 
     import beam_hub
@@ -132,6 +170,7 @@ def main() -> None:
         fruit = modules.make_fruit(os.path.join(work, "one"))
         per_module({"builtin://all-MiniLM-L6-v2": minilm, "tf.Module (fruit)": fruit}, args.rounds)
         memory(work, args.modules)
+        archive_page(work, args.archive_mb, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

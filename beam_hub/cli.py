@@ -93,7 +93,7 @@ def _inspect_read(args: argparse.Namespace) -> int:
     """`inspect` without --load: signatures read from saved_model.pb, no TensorFlow."""
     from beam_hub.resolvers import resolve
     from beam_hub.savedmodel import is_tf1_hub_module
-    from beam_hub.signature_defs import default_signature, describe, read_signatures
+    from beam_hub.signature_defs import default_signature, describe, read_signatures, shown
 
     path = resolve(args.handle, cache_dir=args.cache_dir)
     found = read_signatures(path, tags=args.tags)
@@ -111,7 +111,7 @@ def _inspect_read(args: argparse.Namespace) -> int:
     print(f"default: {default_signature(found) or '(none: pass signature=<name>)'}")
     print("read from saved_model.pb, nothing loaded (--load loads it with TensorFlow)")
     for name, spec in sorted(found.items()):
-        tags = ", ".join(spec["tags"]) or "no tags"
+        tags = ", ".join(map(shown, spec["tags"])) or "no tags"
         print(f"\nsignature {name!r} (graph: {tags}):")
         for key, info in spec["inputs"].items():
             print(f"  input   {describe(key, info)}")

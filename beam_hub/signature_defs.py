@@ -106,7 +106,13 @@ def describe(name: str, tensor: dict[str, Any]) -> str:
     """``"apples: float32[?, 3]"`` (``[...]``: unknown rank), as loading's TensorInfo prints it."""
     shape = tensor.get("shape")
     dims = "..." if shape is None else ", ".join("?" if d is None else str(d) for d in shape)
-    return f"{name}: {tensor.get('dtype')}[{dims}]"
+    return f"{shown(name)}: {tensor.get('dtype')}[{dims}]"
+
+
+def shown(name: str) -> str:
+    """A name from a module as it can be printed: itself, or its repr when it holds characters a
+    terminal would act on (escape sequences, control characters)."""
+    return name if name.isprintable() else repr(name)
 
 
 def _tensor(info: Any) -> dict[str, Any]:
@@ -138,23 +144,21 @@ class _Spec:
 
 
 _UNKNOWN = object()  # a value this reader does not decode (a TypeSpec such as a RaggedTensorSpec, ...)
-_MAX_DEPTH = 64
 
 
-def _value(v: Any, depth: int = 0) -> Any:
-    """A StructuredValue as Python: tuples, lists, dicts, scalars, ``_Spec`` for tensor specs."""
+def _value(v: Any) -> Any:
+    """A StructuredValue as Python: tuples, lists, dicts, scalars, ``_Spec`` for tensor specs.
+    Recursive: the parser's recursion limit (100 messages, as TensorFlow's) bounds the depth."""
     kind = v.WhichOneof("kind")
-    if depth > _MAX_DEPTH:
-        return _UNKNOWN
     if kind in ("tensor_spec_value", "bounded_tensor_spec_value"):
         return _Spec(getattr(v, kind))
     if kind in ("tuple_value", "list_value"):
-        items = [_value(x, depth + 1) for x in getattr(v, kind).values]
+        items = [_value(x) for x in getattr(v, kind).values]
         return tuple(items) if kind == "tuple_value" else items
     if kind == "dict_value":
-        return {k: _value(x, depth + 1) for k, x in v.dict_value.fields.items()}
+        return {k: _value(x) for k, x in v.dict_value.fields.items()}
     if kind == "named_tuple_value":
-        return tuple(_value(p.value, depth + 1) for p in v.named_tuple_value.values)
+        return tuple(_value(p.value) for p in v.named_tuple_value.values)
     if kind == "none_value":
         return None
     if kind in ("bool_value", "int64_value", "float64_value", "string_value"):

@@ -29,23 +29,8 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # the tests' module builders
 X = [np.float32(i) for i in range(8)]  # a batch of 8 scalar elements
-
-
-def build_module(path: str, mb: int) -> None:
-    import tensorflow as tf
-
-    class Weights(tf.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.w = tf.Variable(np.random.default_rng(0).standard_normal(mb * 2**18).astype(np.float32))
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
-        def serve(self, x):
-            return {"default": x * self.w[0] + tf.reduce_mean(self.w)}
-
-    m = Weights()
-    tf.saved_model.save(m, path, signatures={"default": m.serve})
 
 
 def rss_mb() -> float:
@@ -127,10 +112,12 @@ def main() -> None:
     if args.way:
         print(json.dumps(run_way(args.way, args.module, args.dest, args.swaps)))
         return
+    import modules
+
     work = tempfile.mkdtemp(prefix="bench-follow-")
     try:
         module = os.path.join(work, "module")
-        build_module(module, args.mb)
+        modules.make_weights(module, args.mb)
         results = {}
         for way in ("follow", "machine", "shared"):
             env = {

@@ -231,7 +231,8 @@ def make_load_counter(path: str, loads_dir: str) -> str:
 
 
 def make_weights(path: str, mb: int) -> str:
-    """A one-input module carrying ``mb`` MB of incompressible weights (for disk and size tests)."""
+    """A one-input module carrying ``mb`` MB of incompressible weights (for disk, size and memory
+    tests and benches); every call reads all of them."""
     import tensorflow as tf
 
     class Weights(tf.Module):
@@ -241,7 +242,7 @@ def make_weights(path: str, mb: int) -> str:
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
         def serve(self, x):
-            return {"default": x * self.w[0]}
+            return {"default": x * self.w[0] + tf.reduce_mean(self.w)}
 
     m = Weights()
     tf.saved_model.save(m, path, signatures={"default": m.serve})

@@ -74,3 +74,36 @@ def test_in_a_process_with_tensorflow_its_live_registry_is_asked(modules_dir):
     registry = registered_ops()
     assert registry.known("MatMul") and not registry.known("CaseFoldUTF8")
     assert registry.source == f"TensorFlow {tensorflow.__version__}"
+
+
+_AUDIT_ENTRY = """
+import json, sys
+import beam_hub
+from beam_hub.cache import Manifest
+from beam_hub.safety import policy, registry
+if sys.argv[2] == "child-fails":
+    registry._ask_tensorflow = lambda version: None
+path = beam_hub.resolve(sys.argv[1])
+report = policy.audit_path(path)
+stored = Manifest.read(path).audit
+print(json.dumps({"registry": report.op_registry, "stored": None if stored is None else stored["report"]["op_registry"]}))
+"""
+
+
+def test_a_report_that_could_not_check_ops_is_not_kept_for_later_loads(archives, tmp_path):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "TFHUB_CACHE_DIR": str(tmp_path / "cache")}
+
+    def audit(mode: str) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-c", _AUDIT_ENTRY, archives["one_input"], mode],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    assert audit("child-fails") == {"registry": "", "stored": None}
+    checked = audit("")  # the next process asks TensorFlow, and keeps what it found
+    assert checked["registry"].startswith("TensorFlow ") and checked["stored"] == checked["registry"]

@@ -99,6 +99,8 @@ def test_the_server_process_never_imports_tensorflow(root, modules_dir, tmp_path
         "default": {"dtype": "float32", "shape": [None, 1]}
     }
     assert seen["packed/1"]["signatures"] == as_read(modules_dir["one_input"])
+    # the audit names a module by its URL path, never by where the server keeps it
+    assert {seen[p]["audit"]["path"] for p in SERVED} == {f"acme/{p}" for p in SERVED}
 
 
 def test_a_server_with_tensorflow_still_never_loads_a_module(root, tmp_path):

@@ -116,3 +116,86 @@ def test_garbage_is_an_error_or_nothing_never_a_crash(tmp_path, content, match):
 def test_a_directory_without_the_file(tmp_path):
     with pytest.raises(NotASavedModelError, match="has no saved_model.pb"):
         read_signatures(tmp_path)
+
+
+def _rewrite(src: str, dest, change) -> str:
+    """A copy of the module ``src`` whose saved_model.pb ``change(saved)`` has edited."""
+    import shutil
+
+    from beam_hub.protos import read_saved_model
+
+    shutil.copytree(src, dest)
+    saved = read_saved_model(dest)
+    change(saved)
+    (dest / "saved_model.pb").write_bytes(saved.SerializeToString())
+    return str(dest)
+
+
+def _call_node(saved):
+    graph = saved.meta_graphs[0].object_graph_def
+    ref = next(c for c in graph.nodes[0].children if c.local_name == "__call__")
+    return graph, ref
+
+
+def _nest(value, depth: int) -> None:
+    for _ in range(depth):
+        value = value.list_value.values.add()
+    value.tensor_spec_value.name = "deep"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda g, ref: setattr(ref, "node_id", 10_000),  # points past the object graph
+        lambda g, ref: setattr(ref, "node_id", -1),
+        lambda g, ref: setattr(ref, "node_id", 0),  # the root: a user object, not a function
+        lambda g, ref: g.concrete_functions.clear(),  # traces named but absent
+        lambda g, ref: [
+            c.canonicalized_input_signature.Clear() for c in g.concrete_functions.values()
+        ],  # not an (args, kwargs) pair
+        lambda g, ref: [
+            _nest(c.canonicalized_input_signature.tuple_value.values[0], 20)
+            for c in g.concrete_functions.values()
+        ],  # lists in lists where the tensor should be
+    ],
+)
+def test_a_damaged_object_graph_gives_no_call_spec_and_no_crash(modules_dir, tmp_path, damage):
+    path = _rewrite(modules_dir["fruit"], tmp_path / "m", lambda saved: damage(*_call_node(saved)))
+    found = read_signatures(path)
+    assert "__call__" not in found  # nothing guessed
+    assert found["fruit_to_pet"] == read_signatures(modules_dir["fruit"])["fruit_to_pet"]
+
+
+def test_a_signature_nested_past_the_parsers_limit_is_one_clear_error(modules_dir, tmp_path):
+    """TensorFlow's parser stops at 100 nested messages, and so does the reader: no deep recursion."""
+    path = _rewrite(
+        modules_dir["fruit"],
+        tmp_path / "m",
+        lambda saved: _nest(
+            _call_node(saved)[0]
+            .concrete_functions[next(iter(_call_node(saved)[0].concrete_functions))]
+            .canonicalized_input_signature,
+            500,
+        ),
+    )
+    with pytest.raises(NotASavedModelError, match="does not parse"):
+        read_signatures(path)
+
+
+def test_names_that_would_act_on_a_terminal_are_printed_as_repr(modules_dir, tmp_path):
+    """Names come from the module's author: `beam-hub inspect` prints them, a terminal must not
+    act on them; the names people give (any printable Unicode) print as they are."""
+    from helpers import run_cli
+
+    def rename(saved):
+        graph = saved.meta_graphs[0]
+        graph.meta_info_def.tags.append("\x1b]0;owned\x07")
+        signature = graph.signature_def["fruit_to_pet"]
+        signature.inputs["\x1b[2Japples"].CopyFrom(signature.inputs["apples"])
+        signature.inputs["äpfel_größe"].CopyFrom(signature.inputs["oranges"])
+        del signature.inputs["apples"], signature.inputs["oranges"]
+
+    out = run_cli("inspect", _rewrite(modules_dir["fruit"], tmp_path / "m", rename)).stdout
+    assert "\x1b" not in out and "\x07" not in out
+    assert "input   '\\x1b[2Japples': float32[?, 3]" in out and "input   äpfel_größe: float32[?, 3]" in out
+    assert "'\\x1b]0;owned\\x07'" in out

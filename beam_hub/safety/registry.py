@@ -15,6 +15,7 @@ report says so (``AuditReport.op_registry`` is empty).
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 import os
@@ -57,6 +58,7 @@ class OpRegistry:
     known: Callable[[str], bool] | None
 
 
+@functools.cache
 def tensorflow_version() -> str | None:
     """The installed TensorFlow's version, read from its package metadata (no import)."""
     for name in _DISTRIBUTIONS:

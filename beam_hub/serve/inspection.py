@@ -10,6 +10,7 @@ recently viewed ``MAX_INSPECTIONS``).
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import threading
 from collections import OrderedDict
@@ -77,24 +78,23 @@ def inspect_module(module: Module, archive: Archive) -> Inspection:
     from beam_hub.safety.scan import scan_saved_model
 
     if module.directory:
-        return _inspect_directory(module.directory, audit_path)  # remembered per directory
+        return _inspect_directory(module.directory, audit_path, module.path)  # remembered per directory
     with tempfile.TemporaryDirectory(prefix="beam-hub-inspect-") as staging:
         try:
             safe_extract(archive.file, staging, what=f"archive {module.path}", keep=_graph_file)
             path = module_root(staging, f"archive {module.path}")
         except Exception as e:  # noqa: BLE001 - shown on the page
             return Inspection(None, _why(e), None, _why(e))
-        found = _inspect_directory(path, scan_saved_model)  # a fresh directory each time
-        if found.audit is not None:
-            found.audit.path = f"{module.path} (archive)"
-        return found
+        return _inspect_directory(path, scan_saved_model, module.path)  # a fresh directory each time
 
 
 def _graph_file(rel: str) -> bool:
     return rel.rsplit("/", 1)[-1] in GRAPH_FILES
 
 
-def _inspect_directory(path: str, audit: Callable[[str], AuditReport]) -> Inspection:
+def _inspect_directory(path: str, audit: Callable[[str], AuditReport], label: str) -> Inspection:
+    """Signatures and audit of the module directory ``path``; the report names the module by its
+    URL path ``label``, not by the server's own file system path."""
     from beam_hub.signature_defs import read_signatures
 
     signatures: dict[str, Any] | None = None
@@ -105,7 +105,7 @@ def _inspect_directory(path: str, audit: Callable[[str], AuditReport]) -> Inspec
     except Exception as e:  # noqa: BLE001 - shown on the page
         error = _why(e)
     try:
-        report = audit(path)
+        report = dataclasses.replace(audit(path), path=label)
     except Exception as e:  # noqa: BLE001 - shown on the page
         audit_error = _why(e)
     return Inspection(signatures, error, report, audit_error)
